@@ -1,0 +1,39 @@
+"""Small filesystem helpers shared by the library."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+
+def atomic_write_text(path: Path, text: str, *, mode: int | None = None) -> None:
+    """Write `text` to `path` so readers see the old content or the new one, never half of it.
+
+    The temporary file lives in the same directory, so the final `os.replace` is a rename on one
+    filesystem (atomic on POSIX).
+    """
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        if mode is not None:
+            os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def tail_lines(path: Path, count: int, *, max_bytes: int = 64 * 1024) -> list[str]:
+    """The last `count` lines of a text file, reading at most `max_bytes` from its end."""
+    try:
+        with path.open("rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            size = handle.tell()
+            handle.seek(max(0, size - max_bytes))
+            data = handle.read()
+    except OSError:
+        return []
+    lines = data.decode("utf-8", errors="replace").splitlines()
+    return lines[-count:] if count else []

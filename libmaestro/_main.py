@@ -1,0 +1,137 @@
+"""`@main`: check the configuration, open the session, run the workflow, close it.
+
+The Python counterpart of the original's `#[maestro::main]`: nothing runs until every executor,
+arg and input that the program requests anywhere is known to exist; then the session directory
+is created, the live display starts, and at the end (or on Ctrl-C, SIGTERM or a failure) every
+running process is stopped and the outcome reported with a clear exit code.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import os
+import signal
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from types import FrameType
+from typing import NoReturn, ParamSpec, TypeVar
+
+from libmaestro.analysis import scan_project
+from libmaestro.config import ProjectConfig, find_config_file, load_config
+from libmaestro.console import Display, error_text, make_display
+from libmaestro.errors import EXIT_INTERRUPTED, MaestroError, StartupError
+from libmaestro.session import Session, activate
+from libmaestro.startup import check_references, project_root
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _debug() -> bool:
+    return os.environ.get("MAESTRO_DEBUG", "") not in {"", "0"}
+
+
+def prepare(entry: Path) -> tuple[ProjectConfig | None, Path | None]:
+    """Load the configuration and run the startup check for the program whose entry is `entry`.
+
+    Raises:
+        ConfigError: Maestro.toml is invalid.
+        StartupError: the program requests something the configuration does not provide.
+    """
+    config_path = find_config_file(cwd=Path.cwd(), script_dir=entry.parent, env=os.environ)
+    config = load_config(config_path) if config_path is not None else None
+    references = scan_project(entry, root=project_root(entry))
+    problems = check_references(config, references)
+    if problems:
+        raise StartupError(problems, config_file=config_path)
+    return config, config_path
+
+
+def _raise_interrupt(signum: int, frame: FrameType | None) -> NoReturn:  # noqa: ARG001
+    raise KeyboardInterrupt
+
+
+@contextmanager
+def _signals_interrupt() -> Iterator[None]:
+    """Make SIGTERM behave like Ctrl-C while the workflow runs (main thread only)."""
+    if threading_is_main():
+        previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+    else:
+        yield
+
+
+def threading_is_main() -> bool:
+    import threading  # noqa: PLC0415 - only needed here
+
+    return threading.current_thread() is threading.main_thread()
+
+
+def _quiet_signals() -> None:
+    # A second Ctrl-C while processes are being stopped must not abandon them half-way.
+    if threading_is_main():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+def _exit(display: Display, message: str, code: int) -> NoReturn:
+    display.error(message)
+    sys.exit(code)
+
+
+def run_main(fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
+    """Run `fn` as a workflow's main function; see the module docstring."""
+    display = make_display()
+    entry = Path(inspect.getsourcefile(fn) or sys.argv[0]).resolve()
+    try:
+        config, _ = prepare(entry)
+        session = Session.create(base=Path.cwd(), config=config)
+    except MaestroError as exc:
+        if _debug():
+            raise
+        _exit(display, error_text(exc), exc.exit_code)
+    previous = activate(session)
+    session.listeners.append(display.handle)
+    display.start(session)
+    try:
+        with _signals_interrupt():
+            result = fn(*args, **kwargs)
+    except KeyboardInterrupt:
+        _quiet_signals()
+        stopped = session.stop()
+        display.finish(outcome="interrupted")
+        if _debug():
+            raise
+        _exit(display, f"interrupted; stopped {stopped} running process(es)", EXIT_INTERRUPTED)
+    except MaestroError as exc:
+        _quiet_signals()
+        session.stop()
+        display.finish(outcome="failed")
+        if _debug():
+            raise
+        _exit(display, error_text(exc), exc.exit_code)
+    except BaseException:
+        _quiet_signals()
+        session.stop()
+        display.finish(outcome="failed")
+        raise
+    finally:
+        activate(previous)
+    display.finish(outcome="succeeded")
+    return result
+
+
+def main(fn: Callable[P, R]) -> Callable[P, R]:
+    """Decorate a workflow's main function: `@libmaestro.main` (often `@maestro.main`)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        return run_main(fn, *args, **kwargs)
+
+    return wrapper

@@ -1,0 +1,206 @@
+"""What a running workflow shows: a live rich view on a terminal, plain lines otherwise.
+
+This is the only module of libmaestro that imports rich: a bundled workflow shows the same
+display without the CLI. Output goes to stderr, so a workflow's own stdout stays clean.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+from typing import Protocol, TextIO
+
+from rich.console import Console, Group, RenderableType
+from rich.live import Live
+from rich.markup import escape
+from rich.text import Text
+
+from libmaestro.errors import MaestroError
+from libmaestro.session import EventKind, ProcessEvent, Session
+
+MAX_RUNNING_SHOWN = 8
+
+
+def _seconds(value: float) -> str:
+    if value < 60:
+        return f"{value:.1f}s"
+    minutes, seconds = divmod(int(value), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m{seconds:02d}s" if hours else f"{minutes}m{seconds:02d}s"
+
+
+class Display(Protocol):
+    def start(self, session: Session) -> None: ...
+    def handle(self, event: ProcessEvent) -> None: ...
+    def finish(self, *, outcome: str) -> None: ...
+    def error(self, message: str) -> None: ...
+
+
+class _Tally:
+    """Counts shared by both displays; events arrive from worker threads."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.running: dict[str, float] = {}
+        self.succeeded = 0
+        self.failed = 0
+        self.interrupted = 0
+        self.session: Session | None = None
+        self.started = time.monotonic()
+
+    def update(self, event: ProcessEvent) -> None:
+        with self.lock:
+            if event.kind is EventKind.STARTED:
+                self.running[event.process] = time.monotonic()
+                return
+            self.running.pop(event.process, None)
+            if event.kind is EventKind.SUCCEEDED:
+                self.succeeded += 1
+            elif event.kind is EventKind.FAILED:
+                self.failed += 1
+            else:
+                self.interrupted += 1
+
+    def summary(self) -> str:
+        parts = [f"{self.succeeded} succeeded"]
+        if self.failed:
+            parts.append(f"{self.failed} failed")
+        if self.interrupted:
+            parts.append(f"{self.interrupted} interrupted")
+        if self.running:
+            parts.append(f"{len(self.running)} running")
+        return ", ".join(parts)
+
+
+def _failure_line(event: ProcessEvent) -> str:
+    result = event.result
+    if event.kind is EventKind.INTERRUPTED:
+        why = "interrupted"
+    elif result is not None and result.exit_code not in (None, 0):
+        why = f"exit code {result.exit_code}"
+    elif result is not None and result.signal is not None:
+        why = f"killed by signal {result.signal}"
+    else:
+        why = "missing outputs"
+    log = f"; stderr: {event.stderr}" if event.stderr else ""
+    return f"{event.process} failed ({why}){log}"
+
+
+class PlainDisplay:
+    """One line per event, for logs and pipes."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self.tally = _Tally()
+
+    def _say(self, text: str) -> None:
+        self.stream.write(f"maestro: {text}\n")
+        self.stream.flush()
+
+    def start(self, session: Session) -> None:
+        self.tally.session = session
+        self._say(f"session {session.name} in {session.directory}")
+
+    def handle(self, event: ProcessEvent) -> None:
+        self.tally.update(event)
+        if event.kind is EventKind.STARTED:
+            self._say(f"started {event.process} ({event.executor})")
+        elif event.kind is EventKind.SUCCEEDED:
+            duration = event.result.duration if event.result else 0.0
+            self._say(f"done {event.process} in {_seconds(duration)}")
+        else:
+            self._say(_failure_line(event))
+
+    def finish(self, *, outcome: str) -> None:
+        session = self.tally.session
+        elapsed = _seconds(time.monotonic() - self.tally.started)
+        name = session.name if session else "-"
+        self._say(f"session {name} {outcome}: {self.tally.summary()} in {elapsed}")
+
+    def error(self, message: str) -> None:
+        self.stream.write(f"maestro: error: {message}\n")
+        self.stream.flush()
+
+
+class LiveDisplay:
+    """A live view: finished processes scroll above, the running ones and the counts below."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.console = Console(file=stream, highlight=False)
+        self.tally = _Tally()
+        self.live: Live | None = None
+
+    def _render(self) -> RenderableType:
+        tally = self.tally
+        now = time.monotonic()
+        with tally.lock:
+            running = sorted(tally.running.items(), key=lambda item: item[1])
+            head = Text.assemble(
+                ("maestro ", "bold"),
+                (tally.session.name if tally.session else "", "cyan"),
+                f"  {_seconds(now - tally.started)}  ",
+                (f"{tally.succeeded} done", "green"),
+                "  ",
+                (f"{len(running)} running", "yellow"),
+                "  ",
+                (f"{tally.failed} failed", "red" if tally.failed else "dim"),
+            )
+        lines: list[RenderableType] = [head]
+        for name, since in running[:MAX_RUNNING_SHOWN]:
+            lines.append(Text(f"  ⠿ {name}  {_seconds(now - since)}", style="yellow"))
+        if len(running) > MAX_RUNNING_SHOWN:
+            lines.append(Text(f"  … and {len(running) - MAX_RUNNING_SHOWN} more running"))
+        return Group(*lines)
+
+    def start(self, session: Session) -> None:
+        self.tally.session = session
+        self.console.print(f"[bold]maestro[/] session [cyan]{session.name}[/] in {session.directory}")
+        self.live = Live(
+            get_renderable=self._render, console=self.console, refresh_per_second=8, transient=True
+        )
+        self.live.start()
+
+    def handle(self, event: ProcessEvent) -> None:
+        self.tally.update(event)
+        if event.kind is EventKind.SUCCEEDED:
+            duration = event.result.duration if event.result else 0.0
+            self.console.print(
+                f"[green]✓[/] {escape(event.process)} [dim]{_seconds(duration)}[/]"
+            )
+        elif event.kind is not EventKind.STARTED:
+            self.console.print(f"[red]✗ {escape(_failure_line(event))}[/]")
+
+    def finish(self, *, outcome: str) -> None:
+        if self.live is not None:
+            self.live.stop()
+            self.live = None
+        elapsed = _seconds(time.monotonic() - self.tally.started)
+        style = "green" if outcome == "succeeded" else "red"
+        name = self.tally.session.name if self.tally.session else "-"
+        self.console.print(
+            f"[{style}]session {name} {outcome}[/]: {self.tally.summary()} in {elapsed}"
+        )
+
+    def error(self, message: str) -> None:
+        if self.live is not None:
+            self.live.stop()
+            self.live = None
+        self.console.print(f"[red bold]error:[/] {escape(message)}")
+
+
+def make_display(stream: TextIO | None = None) -> Display:
+    """The live view on a terminal, plain lines otherwise (or when MAESTRO_PLAIN=1)."""
+    stream = stream or sys.stderr
+    plain = os.environ.get("MAESTRO_PLAIN") == "1" or os.environ.get("TERM") == "dumb"
+    if not plain and stream.isatty():
+        return LiveDisplay(stream)
+    return PlainDisplay(stream)
+
+
+def error_text(exc: BaseException) -> str:
+    """The message of an error as a user should read it."""
+    if isinstance(exc, MaestroError):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"

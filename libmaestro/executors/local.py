@@ -1,0 +1,103 @@
+"""Run jobs as child processes of this program, each in its own session and process group."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import psutil
+
+from libmaestro._proctree import terminate_tree
+from libmaestro.executors.base import Backend
+from libmaestro.jobs import JobHandle, JobResult, JobSpec, JobState
+
+
+@dataclass(slots=True)
+class _Running:
+    popen: subprocess.Popen[bytes]
+    create_time: float
+    started_at: float
+
+
+class LocalBackend(Backend):
+    """Jobs are local processes; `backend_id` is `"pid:create_time"` so a reused PID is never hit.
+
+    Each job gets its own session (`setsid`), so Ctrl-C at the terminal reaches the orchestrator
+    only; the orchestrator then stops every job's whole tree itself, which is what lets it report
+    what was running and leave no orphans behind.
+    """
+
+    def __init__(self, executor_name: str = "local") -> None:
+        self.executor_name = executor_name
+        self._running: dict[str, _Running] = {}
+        self._lock = threading.Lock()
+
+    def start(self, spec: JobSpec) -> JobHandle:
+        with spec.stdout.open("wb") as out, spec.stderr.open("wb") as err:
+            popen = subprocess.Popen(
+                list(spec.argv),
+                cwd=spec.workdir,
+                env=dict(spec.env),
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=err,
+                start_new_session=True,
+                close_fds=True,
+            )
+        started_at = time.time()
+        try:
+            create_time = psutil.Process(popen.pid).create_time()
+        except psutil.NoSuchProcess:  # finished already; it stays a zombie until waited for
+            create_time = started_at
+        backend_id = f"{popen.pid}:{create_time:.3f}"
+        with self._lock:
+            self._running[backend_id] = _Running(popen, create_time, started_at)
+        return JobHandle(self.executor_name, backend_id)
+
+    def wait(self, handle: JobHandle) -> JobResult:
+        with self._lock:
+            running = self._running[handle.backend_id]
+        popen = running.popen
+        # os.wait4 instead of Popen.wait: the same reaping, plus the child's resource use.
+        _, status, usage = os.wait4(popen.pid, 0)
+        ended_at = time.time()
+        popen.returncode = os.waitstatus_to_exitcode(status)
+        with self._lock:
+            self._running.pop(handle.backend_id, None)
+        signal_number = os.WTERMSIG(status) if os.WIFSIGNALED(status) else None
+        exit_code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else None
+        return JobResult(
+            state=JobState.SUCCEEDED if exit_code == 0 else JobState.FAILED,
+            exit_code=exit_code,
+            signal=signal_number,
+            started_at=running.started_at,
+            ended_at=ended_at,
+            max_rss_kib=usage.ru_maxrss,
+            user_seconds=usage.ru_utime,
+            system_seconds=usage.ru_stime,
+        )
+
+    def cancel(self, handles: Sequence[JobHandle], *, grace: float = 3.0) -> None:
+        with self._lock:
+            targets = [self._running.get(h.backend_id) for h in handles]
+        alive = [t for t in targets if t is not None and t.popen.returncode is None]
+        if not alive:
+            return
+        # Terminate all trees in parallel so N jobs take one grace period, not N.
+        threads = [
+            threading.Thread(
+                target=terminate_tree,
+                args=(t.popen.pid,),
+                kwargs={"create_time": t.create_time, "grace": grace},
+                daemon=True,
+            )
+            for t in alive
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()

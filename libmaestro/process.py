@@ -1,0 +1,260 @@
+"""A process: one bash script with declared inputs, args and outputs. Pure data and validation.
+
+Values reach the script only as environment variables (never pasted into its text), so a
+variable's *name* must be a shell identifier that cannot change how bash or the loader behaves.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import overload
+
+from libmaestro.errors import ProcessDefinitionError
+
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+
+# Names whose value changes how bash, the dynamic loader or maestro itself behaves. A process
+# declaring `PATH` as an input would break every command in its script, so refuse them early.
+RESERVED_VARIABLES = frozenset(
+    {
+        "PATH", "HOME", "IFS", "ENV", "BASH_ENV", "SHELLOPTS", "BASHOPTS", "PS4", "CDPATH",
+        "GLOBIGNORE", "LD_PRELOAD", "LD_LIBRARY_PATH", "LD_AUDIT", "PWD", "OLDPWD", "SHELL",
+        "TMPDIR", "PYTHONPATH", "PYTHONHOME",
+    }
+)  # fmt: skip
+_RESERVED_PREFIXES = ("BASH_", "MAESTRO_", "SLURM_")
+
+DEFAULT_SHEBANG = "#!/bin/bash"
+MAX_NAME_LENGTH = 200
+
+
+def validate_process_name(name: str) -> str:
+    """Return `name` if it is usable as a directory name inside the session, else raise."""
+    problem = None
+    if not isinstance(name, str) or not name.strip():
+        problem = "it is empty"
+    elif "/" in name or "\\" in name:
+        problem = "it contains a slash"
+    elif name in {".", ".."} or ".." in name:
+        problem = "it contains '..'"
+    elif name.startswith("."):
+        problem = "it starts with '.' (hidden names are reserved for maestro's own files)"
+    elif "\x00" in name or any(ch in name for ch in "\n\r\t"):
+        problem = "it contains a control character"
+    elif len(name) > MAX_NAME_LENGTH:
+        problem = f"it is longer than {MAX_NAME_LENGTH} characters"
+    if problem:
+        raise ProcessDefinitionError(
+            f"process name {name!r} cannot be used because {problem}; "
+            "use letters, digits, '-', '_' and '.' (for example 'align_sample1')"
+        )
+    return name
+
+
+def validate_variable(name: str, *, role: str, process: str) -> str:
+    """Return `name` if it can be a shell variable injected into the script, else raise."""
+    if not isinstance(name, str) or not _IDENTIFIER.match(name):
+        raise ProcessDefinitionError(
+            f"process {process!r}: {role} name {name!r} is not a shell variable name; "
+            "use letters, digits and '_', not starting with a digit (for example 'reads_1')"
+        )
+    if name in RESERVED_VARIABLES or name.startswith(_RESERVED_PREFIXES):
+        raise ProcessDefinitionError(
+            f"process {process!r}: {role} name {name!r} would override an environment variable "
+            "that bash or maestro relies on; choose another name (for example "
+            f"'{name.lower()}_file')"
+        )
+    return name
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedScript:
+    """The script text as it runs, and how its lines map back to the text the user wrote."""
+
+    text: str
+    shebang_added: bool
+    first_line: int  # 0-based line of the user's text where the prepared text starts
+    indent: int  # columns removed from every line after the first
+
+
+def prepare_script(source: str) -> PreparedScript:
+    """Dedent and strip a script, and add `#!/bin/bash` when it has no shebang.
+
+    The first line is handled on its own because a script often starts right after the opening
+    quote (`script='''cat x` ...), where it carries no indentation while the rest does. Tabs are
+    kept as they are: expanding them would break `<<-` here-documents.
+    """
+    lines = source.splitlines()
+    start = 0
+    while start < len(lines) and not lines[start].strip():
+        start += 1
+    end = len(lines)
+    while end > start and not lines[end - 1].strip():
+        end -= 1
+    body = lines[start:end]
+    if not body:
+        return PreparedScript(DEFAULT_SHEBANG + "\n", True, start, 0)
+    rest = [line for line in body[1:] if line.strip()]
+    first_indent = len(body[0]) - len(body[0].lstrip())
+    indents = [len(line) - len(line.lstrip()) for line in rest]
+    indent = min(indents) if indents else first_indent
+    if first_indent < indent:
+        # The first line sits on the quote's line: strip it alone, dedent the rest together.
+        cleaned = [body[0].lstrip(), *(line[indent:] for line in body[1:])]
+    else:
+        indent = min(indent, first_indent)
+        cleaned = [line[indent:] for line in body]
+    text = "\n".join(line.rstrip() if not line.strip() else line for line in cleaned)
+    shebang_added = not text.startswith("#!")
+    if shebang_added:
+        text = f"{DEFAULT_SHEBANG}\n{text}"
+    return PreparedScript(text + "\n", shebang_added, start, indent)
+
+
+def _as_path(value: object, *, role: str, var: str, process: str) -> Path:
+    if isinstance(value, (str, os.PathLike)):
+        text = os.fspath(value)
+        if isinstance(text, str) and text and "\x00" not in text and "\n" not in text:
+            return Path(text)
+    hint = ""
+    if isinstance(value, (list, tuple)):
+        hint = " (one path per variable; give each file its own name, or use parallelize)"
+    raise ProcessDefinitionError(
+        f"process {process!r}: {role} {var!r} must be one path (a str or pathlib.Path without "
+        f"newlines), got {type(value).__name__} {value!r}{hint}"
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Process:
+    """A process as the seed's Python API declares it.
+
+    `inputs` are paths to existing files or directories (relative paths are resolved against the
+    current directory when the Process is made); `outputs` are paths relative to the process's
+    working directory; `args` are strings. Each key becomes a shell variable in the script.
+    """
+
+    name: str
+    script: str
+    inputs: Mapping[str, Path] = field(default_factory=dict)
+    outputs: Mapping[str, Path] = field(default_factory=dict)
+    args: Mapping[str, str] = field(default_factory=dict)
+    dependencies: tuple[str, ...] = ()
+    doc: str | None = None
+
+    def __post_init__(self) -> None:
+        name = validate_process_name(self.name)
+        if not isinstance(self.script, str):
+            raise ProcessDefinitionError(
+                f"process {name!r}: script must be a string with the bash code to run"
+            )
+        inputs = {
+            validate_variable(k, role="input", process=name): _as_path(
+                v, role="input", var=k, process=name
+            ).absolute()
+            for k, v in dict(self.inputs or {}).items()
+        }
+        outputs: dict[str, Path] = {}
+        for key, value in dict(self.outputs or {}).items():
+            validate_variable(key, role="output", process=name)
+            path = _as_path(value, role="output", var=key, process=name)
+            if path.is_absolute() or ".." in path.parts:
+                raise ProcessDefinitionError(
+                    f"process {name!r}: output {key!r} = {str(path)!r} must be a path relative to "
+                    "the process's working directory, without '..' (for example 'out/result.txt')"
+                )
+            outputs[key] = path
+        args = {}
+        for key, value in dict(self.args or {}).items():
+            validate_variable(key, role="arg", process=name)
+            if isinstance(value, (list, tuple, dict, set)) or value is None:
+                raise ProcessDefinitionError(
+                    f"process {name!r}: arg {key!r} must be a string (or a number), "
+                    f"got {type(value).__name__}"
+                )
+            text = str(value)
+            if "\x00" in text:
+                raise ProcessDefinitionError(f"process {name!r}: arg {key!r} contains a NUL byte")
+            args[key] = text
+        seen: dict[str, str] = {}
+        for role, keys in (("input", inputs), ("output", outputs), ("arg", args)):
+            for key in keys:
+                if key in seen:
+                    raise ProcessDefinitionError(
+                        f"process {name!r}: variable {key!r} is declared as both {seen[key]} and "
+                        f"{role}; every variable needs its own name"
+                    )
+                seen[key] = role
+        object.__setattr__(self, "inputs", inputs)
+        object.__setattr__(self, "outputs", outputs)
+        object.__setattr__(self, "args", args)
+        object.__setattr__(self, "dependencies", tuple(self.dependencies))
+
+    @property
+    def prepared(self) -> PreparedScript:
+        return prepare_script(self.script)
+
+
+class ProcessOutputs(Sequence[Path]):
+    """What running a process returns: its output paths in declared order, then its workdir.
+
+    Unpack it like the original's vector (`bam, bai, workdir = out`), or address outputs by
+    name (`out.bam`, `out["bam"]`) and the directory as `out.workdir`.
+    """
+
+    __slots__ = ("_names", "_paths", "workdir")
+
+    def __init__(self, outputs: Mapping[str, Path], workdir: Path) -> None:
+        self._names = tuple(outputs)
+        self._paths = (*outputs.values(), workdir)
+        self.workdir = workdir
+
+    @property
+    def outputs(self) -> tuple[Path, ...]:
+        """The output paths alone, without the working directory."""
+        return self._paths[:-1]
+
+    def as_dict(self) -> dict[str, Path]:
+        return dict(zip(self._names, self._paths, strict=False))
+
+    def __getattr__(self, name: str) -> Path:
+        try:
+            return self._paths[self._names.index(name)]
+        except ValueError:
+            raise AttributeError(
+                f"no output named {name!r}; this process declared {list(self._names)}"
+            ) from None
+
+    @overload
+    def __getitem__(self, index: int) -> Path: ...
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[Path]: ...
+    @overload
+    def __getitem__(self, index: str) -> Path: ...
+    def __getitem__(self, index: int | slice | str) -> Path | Sequence[Path]:
+        if isinstance(index, str):
+            return self.__getattr__(index)
+        return self._paths[index]
+
+    def __len__(self) -> int:
+        return len(self._paths)
+
+    def __iter__(self) -> Iterator[Path]:
+        return iter(self._paths)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, ProcessOutputs):
+            return self._paths == other._paths
+        if isinstance(other, (list, tuple)):
+            return list(self._paths) == list(other)
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self._paths)
+
+    def __repr__(self) -> str:
+        return repr([str(p) for p in self._paths])

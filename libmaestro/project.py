@@ -1,0 +1,119 @@
+"""A maestro project on disk, and running its workflow program as a child process.
+
+`maestro run` does not import the workflow: it starts it as its own program (`python
+workflow.py`), exactly as a user or a bundled binary would, so the run behaves the same
+whichever way it is started, and the CLI stays a thin shell around it.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tomllib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+
+from libmaestro.errors import ProjectError
+from libmaestro.templates import InitResult, render_template
+
+DEFAULT_ENTRY = "workflow.py"
+
+
+@dataclass(frozen=True, slots=True)
+class Project:
+    """Where a workflow lives and how to start it."""
+
+    root: Path  # the working directory of a run; maestro_work/ is created here
+    entry: Path  # the entry module (.py) or a bundled executable
+    name: str
+
+    @property
+    def is_python(self) -> bool:
+        return self.entry.suffix == ".py"
+
+
+def _entry_from_pyproject(root: Path) -> tuple[str, str | None]:
+    pyproject = root / "pyproject.toml"
+    if not pyproject.is_file():
+        return DEFAULT_ENTRY, None
+    try:
+        data = tomllib.loads(pyproject.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ProjectError(f"{pyproject} cannot be read: {exc}; fix its TOML syntax") from None
+    tool = data.get("tool", {}).get("maestro", {})
+    entry = tool.get("entry", DEFAULT_ENTRY) if isinstance(tool, dict) else DEFAULT_ENTRY
+    name = data.get("project", {}).get("name")
+    if not isinstance(entry, str) or not entry:
+        raise ProjectError(f'{pyproject}: [tool.maestro] entry must be a path like "workflow.py"')
+    return entry, name if isinstance(name, str) else None
+
+
+def find_project(target: Path) -> Project:
+    """The project at `target`: a project directory, a workflow `.py` file, or an executable."""
+    target = target.expanduser()
+    if not target.exists():
+        raise ProjectError(f"{target} does not exist; give a project directory or a workflow file")
+    if target.is_dir():
+        root = target.resolve()
+        entry_name, name = _entry_from_pyproject(root)
+        entry = root / entry_name
+        if not entry.is_file():
+            raise ProjectError(
+                f"{root} has no workflow entry {entry_name}; create it, set [tool.maestro] entry "
+                "in pyproject.toml, or start a project with `maestro init`"
+            )
+        return Project(root=root, entry=entry, name=name or root.name)
+    entry = target.resolve()
+    if entry.suffix != ".py" and not os.access(entry, os.X_OK):
+        raise ProjectError(f"{target} is neither a Python workflow (.py) nor an executable")
+    return Project(root=entry.parent, entry=entry, name=entry.stem)
+
+
+def init_project(directory: Path, *, template: str = "default", force: bool = False) -> InitResult:
+    """Create a new project from a scaffold (see `libmaestro.templates`)."""
+    return render_template(template, directory, force=force)
+
+
+def run_project(
+    project: Project,
+    *,
+    program_args: Sequence[str] = (),
+    config: Path | None = None,
+    debug: bool = False,
+) -> int:
+    """Run the project's workflow in the foreground and return its exit code.
+
+    The child shares the terminal (and its process group), so Ctrl-C reaches the workflow
+    directly and it stops its own processes; this parent ignores SIGINT and waits for that.
+    SIGTERM and SIGHUP sent to this parent alone are passed on, so killing `maestro run` stops
+    the workflow too.
+    """
+    command = [sys.executable, str(project.entry)] if project.is_python else [str(project.entry)]
+    env = dict(os.environ)
+    if config is not None:
+        if not config.is_file():
+            raise ProjectError(f"--config {config} does not exist; give the path to a Maestro.toml")
+        env["MAESTRO_CONFIG"] = str(config.resolve())
+    if debug:
+        env["MAESTRO_DEBUG"] = "1"
+    child = subprocess.Popen([*command, *program_args], cwd=project.root, env=env)
+
+    def forward(signum: int, frame: FrameType | None) -> None:  # noqa: ARG001
+        if child.poll() is None:
+            child.send_signal(signum)
+
+    previous = {
+        signal.SIGINT: signal.signal(signal.SIGINT, signal.SIG_IGN),
+        signal.SIGTERM: signal.signal(signal.SIGTERM, forward),
+        signal.SIGHUP: signal.signal(signal.SIGHUP, forward),
+    }
+    try:
+        code = child.wait()
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    return 128 - code if code < 0 else code

@@ -1,0 +1,211 @@
+"""Running one process: working directory, staging, launch, wait, verification, record.
+
+Everything a process leaves behind sits in its working directory, next to its outputs:
+
+    .maestro.sh     the script exactly as it ran (dedented, with its shebang)
+    .maestro.out    its standard output
+    .maestro.err    its standard error
+    .maestro.json   exit status, times and resource use
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+from libmaestro._fs import atomic_write_text, tail_lines
+from libmaestro.config.model import ExecutorConfig
+from libmaestro.errors import ProcessError, ProcessInterruptedError
+from libmaestro.executors.base import Backend
+from libmaestro.jobs import JobHandle, JobResult, JobSpec
+from libmaestro.process import Process, ProcessOutputs
+from libmaestro.session import EventKind, ProcessEvent, Session
+from libmaestro.staging import check_inputs_exist, stage_inputs
+
+SCRIPT_FILE = ".maestro.sh"
+STDOUT_FILE = ".maestro.out"
+STDERR_FILE = ".maestro.err"
+STATUS_FILE = ".maestro.json"
+STDERR_TAIL_LINES = 10
+
+# `module` is a shell function that login shells define; a job started from Python has no login
+# shell, so look for the usual init scripts first. Module names arrive as arguments ("$@"), never
+# as text inside this program.
+MODULE_LAUNCHER = r"""
+script=$1; shift
+if ! type module >/dev/null 2>&1; then
+  for init in "${MODULESHOME:-/nonexistent}/init/bash" /etc/profile.d/modules.sh \
+              /etc/profile.d/lmod.sh /usr/share/lmod/lmod/init/bash; do
+    if [ -r "$init" ]; then . "$init"; break; fi
+  done
+fi
+if ! type module >/dev/null 2>&1; then
+  echo "maestro: the executor lists modules ($*) but this host has no 'module' command" \
+       "(Environment Modules or Lmod); install one or remove 'modules' from the executor" >&2
+  exit 127
+fi
+module load "$@" || { echo "maestro: 'module load $*' failed" >&2; exit 127; }
+exec "$script"
+"""
+
+
+def _command(script: Path, executor: ExecutorConfig) -> list[str]:
+    if not executor.modules:
+        return [str(script)]
+    return ["bash", "-c", MODULE_LAUNCHER, "maestro-modules", str(script), *executor.modules]
+
+
+def _environment(
+    session: Session, process: Process, workdir: Path, staged: dict[str, Path]
+) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        MAESTRO_SESSION=session.name, MAESTRO_PROCESS=process.name, MAESTRO_WORKDIR=str(workdir)
+    )
+    env.update({var: str(path) for var, path in staged.items()})
+    env.update({var: str(workdir / rel) for var, rel in process.outputs.items()})
+    env.update(process.args)
+    return env
+
+
+def _record(workdir: Path, *, session: Session, process: Process, executor: str, result: JobResult) -> None:
+    status = {
+        "session": session.name,
+        "process": process.name,
+        "executor": executor,
+        "state": result.state.value,
+        "exit_code": result.exit_code,
+        "signal": result.signal,
+        "started_at": result.started_at,
+        "ended_at": result.ended_at,
+        "duration_seconds": round(result.duration, 6),
+        "max_rss_kib": result.max_rss_kib,
+        "user_seconds": result.user_seconds,
+        "system_seconds": result.system_seconds,
+    }
+    atomic_write_text(workdir / STATUS_FILE, json.dumps(status, indent=2) + "\n")
+
+
+def _failure_message(process: Process, executor: str, workdir: Path, result: JobResult) -> str:
+    if result.signal is not None:
+        try:
+            signame = signal.Signals(result.signal).name
+        except ValueError:
+            signame = f"signal {result.signal}"
+        how = f"was killed by {signame}"
+    else:
+        how = f"failed with exit code {result.exit_code}"
+    stderr = workdir / STDERR_FILE
+    tail = tail_lines(stderr, STDERR_TAIL_LINES)
+    shown = "\n".join(f"    {line}" for line in tail) if tail else "    (stderr is empty)"
+    return (
+        f"process {process.name!r} {how} (executor {executor!r}); "
+        f"working directory {workdir}; last lines of {stderr}:\n{shown}"
+    )
+
+
+def _wait(backend: Backend, handle: JobHandle, session: Session, process: Process, workdir: Path, executor: str) -> JobResult:
+    try:
+        return backend.wait(handle)
+    except BaseException:
+        # Ctrl-C (KeyboardInterrupt) or SIGTERM arrived while this thread waited: stop the job's
+        # whole tree, collect its exit status so no zombie is left, and let the interrupt go on.
+        backend.cancel([handle])
+        result = backend.wait(handle)
+        _record(workdir, session=session, process=process, executor=executor, result=result)
+        session.emit(
+            ProcessEvent(EventKind.INTERRUPTED, process.name, executor, workdir, time.time(), result)
+        )
+        raise
+    finally:
+        session.untrack(handle)
+
+
+def run_process(
+    process: Process, *, executor: ExecutorConfig, session: Session
+) -> ProcessOutputs:
+    """Run `process` with `executor` in `session` and return its verified outputs.
+
+    Raises:
+        ProcessDefinitionError: the name was already used in this session.
+        StagingError: an input is missing or cannot be staged.
+        ProcessError: the script failed or did not write every declared output.
+        ProcessInterruptedError: the session is stopping (Ctrl-C, SIGTERM, abort).
+    """
+    name = executor.name
+    if session.stopping:
+        raise ProcessInterruptedError(
+            f"process {process.name!r} was not started because the session is stopping",
+            process=process.name,
+            workdir=session.directory / process.name,
+        )
+    backend = session.backend(executor)
+    check_inputs_exist(process.name, process.inputs)
+    workdir = session.claim(process.name)
+    reserved = {rel.parts[0] for rel in process.outputs.values()}
+    reserved |= {SCRIPT_FILE, STDOUT_FILE, STDERR_FILE, STATUS_FILE}
+    staged = stage_inputs(
+        process.inputs, workdir, executor.effective_staging, reserved=reserved
+    )
+    for rel in process.outputs.values():
+        (workdir / rel).parent.mkdir(parents=True, exist_ok=True)
+    script = workdir / SCRIPT_FILE
+    atomic_write_text(script, process.prepared.text, mode=0o755)
+    spec = JobSpec(
+        session=session.name,
+        process=process.name,
+        workdir=workdir,
+        argv=_command(script, executor),
+        env=_environment(session, process, workdir, staged),
+        stdout=workdir / STDOUT_FILE,
+        stderr=workdir / STDERR_FILE,
+    )
+    session.emit(ProcessEvent(EventKind.STARTED, process.name, name, workdir, time.time()))
+    handle = backend.start(spec)
+    if not session.track(handle, backend):
+        backend.cancel([handle])  # stop() ran between our check and the start
+    result = _wait(backend, handle, session, process, workdir, name)
+    _record(workdir, session=session, process=process, executor=name, result=result)
+
+    error: ProcessError | None = None
+    if result.exit_code != 0 and session.stopping:
+        error = ProcessInterruptedError(
+            f"process {process.name!r} was stopped because the session is stopping; "
+            f"working directory {workdir}",
+            process=process.name,
+            workdir=workdir,
+            exit_code=result.exit_code,
+        )
+    elif result.exit_code != 0:
+        error = ProcessError(
+            _failure_message(process, name, workdir, result),
+            process=process.name,
+            workdir=workdir,
+            exit_code=result.exit_code,
+        )
+    else:
+        missing = tuple(
+            var for var, rel in process.outputs.items() if not (workdir / rel).exists()
+        )
+        if missing:
+            listed = ", ".join(f"{var} = {process.outputs[var]}" for var in missing)
+            error = ProcessError(
+                f"process {process.name!r} exited 0 but did not write {len(missing)} declared "
+                f"output{'s' if len(missing) > 1 else ''}: {listed}; the script must create "
+                f"them at \"$<name>\" (working directory {workdir})",
+                process=process.name,
+                workdir=workdir,
+                exit_code=0,
+                missing_outputs=missing,
+            )
+    if error is not None:
+        kind = EventKind.INTERRUPTED if isinstance(error, ProcessInterruptedError) else EventKind.FAILED
+        session.emit(
+            ProcessEvent(kind, process.name, name, workdir, time.time(), result, error, spec.stderr)
+        )
+        raise error
+    session.emit(ProcessEvent(EventKind.SUCCEEDED, process.name, name, workdir, time.time(), result))
+    return ProcessOutputs({var: workdir / rel for var, rel in process.outputs.items()}, workdir)

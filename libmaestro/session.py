@@ -1,0 +1,194 @@
+"""A session: one run of a workflow program, its directory, its running jobs and its listeners.
+
+The seed's API is made of free functions (`arg("x")`, `executor("default").exe(p)`), so the
+session they act on is found through `current_session()`. That is the one piece of module state
+in libmaestro; `@main` sets it, a plain script gets one on first use, tests use `activate()`.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from libmaestro._names import readable_name
+from libmaestro.config import ProjectConfig, find_config_file, load_config
+from libmaestro.config.model import ExecutorConfig
+from libmaestro.errors import MaestroError, ProcessDefinitionError
+from libmaestro.executors import backend_for
+from libmaestro.executors.base import Backend
+from libmaestro.jobs import JobHandle, JobResult
+
+log = logging.getLogger(__name__)
+
+WORK_DIR_NAME = "maestro_work"
+
+
+class EventKind(enum.Enum):
+    STARTED = "started"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    INTERRUPTED = "interrupted"
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessEvent:
+    """Something that happened to one process; listeners (the live display) receive these."""
+
+    kind: EventKind
+    process: str
+    executor: str
+    workdir: Path
+    at: float
+    result: JobResult | None = None
+    error: MaestroError | None = None
+    stderr: Path | None = None
+
+
+Listener = Callable[[ProcessEvent], None]
+
+
+class Session:
+    """One run of a workflow: `maestro_work/<name>/`, one directory per process inside it."""
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        directory: Path,
+        config: ProjectConfig | None = None,
+        config_loader: Callable[[], ProjectConfig | None] | None = None,
+    ) -> None:
+        self.name = name
+        self.directory = directory
+        self.started_at = time.time()
+        self.listeners: list[Listener] = []
+        self._config = config
+        self._config_loader = config_loader
+        self._lock = threading.Lock()
+        self._claimed: set[str] = set()
+        self._running: dict[JobHandle, Backend] = {}
+        self._backends: dict[ExecutorConfig, Backend] = {}
+        self._stopping = False
+
+    @classmethod
+    def create(
+        cls,
+        *,
+        base: Path,
+        config: ProjectConfig | None = None,
+        config_loader: Callable[[], ProjectConfig | None] | None = None,
+    ) -> Session:
+        """Make a new session directory with a fresh readable name under `base/maestro_work`."""
+        root = base / WORK_DIR_NAME
+        root.mkdir(parents=True, exist_ok=True)
+        while True:
+            name = readable_name(lambda n: (root / n).exists())
+            try:
+                (root / name).mkdir()  # exclusive: two runs starting at once never share one
+            except FileExistsError:
+                continue
+            return cls(name=name, directory=root / name, config=config, config_loader=config_loader)
+
+    @property
+    def config(self) -> ProjectConfig | None:
+        """The project configuration, loaded on first use when the session was made lazily."""
+        with self._lock:
+            if self._config is None and self._config_loader is not None:
+                loader, self._config_loader = self._config_loader, None
+                self._config = loader()
+            return self._config
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping
+
+    def claim(self, process: str) -> Path:
+        """Reserve a process's directory; a second process with the same name is an error."""
+        with self._lock:
+            if process in self._claimed:
+                raise ProcessDefinitionError(
+                    f"a process named {process!r} already ran in session {self.name!r}; "
+                    "give each process call a unique name (for example with the sample in it: "
+                    f"name=f'{process}_{{sample}}')"
+                )
+            self._claimed.add(process)
+        workdir = self.directory / process
+        workdir.mkdir(parents=True, exist_ok=True)
+        return workdir
+
+    def backend(self, executor: ExecutorConfig) -> Backend:
+        """The backend that runs jobs for this executor, made once per session."""
+        with self._lock:
+            found = self._backends.get(executor)
+            if found is None:
+                found = self._backends[executor] = backend_for(executor)
+            return found
+
+    def track(self, handle: JobHandle, backend: Backend) -> bool:
+        """Record a started job; False if the session is stopping and the job must be cancelled."""
+        with self._lock:
+            self._running[handle] = backend
+            return not self._stopping
+
+    def untrack(self, handle: JobHandle) -> None:
+        with self._lock:
+            self._running.pop(handle, None)
+
+    def stop(self, *, grace: float = 3.0) -> int:
+        """Start nothing new and stop every running job's process tree. Returns how many."""
+        with self._lock:
+            self._stopping = True
+            running = dict(self._running)
+        by_backend: dict[int, tuple[Backend, list[JobHandle]]] = {}
+        for handle, backend in running.items():
+            by_backend.setdefault(id(backend), (backend, []))[1].append(handle)
+        for backend, handles in by_backend.values():
+            backend.cancel(handles, grace=grace)
+        return len(running)
+
+    def emit(self, event: ProcessEvent) -> None:
+        for listener in list(self.listeners):
+            try:
+                listener(event)
+            except Exception:  # a broken display must never stop the workflow
+                log.exception("session listener failed")
+
+
+class _ActiveSession:
+    """Holds the session the free functions act on (see the module docstring)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.session: Session | None = None
+
+
+_active = _ActiveSession()
+
+
+def _default_config() -> ProjectConfig | None:
+    script = Path(sys.argv[0]).resolve().parent if sys.argv and sys.argv[0] else None
+    path = find_config_file(cwd=Path.cwd(), script_dir=script, env=os.environ)
+    return load_config(path) if path is not None else None
+
+
+def current_session() -> Session:
+    """The active session; a program without `@main` gets one here, on first use."""
+    with _active.lock:
+        if _active.session is None:
+            _active.session = Session.create(base=Path.cwd(), config_loader=_default_config)
+            log.info("session %s started in %s", _active.session.name, _active.session.directory)
+        return _active.session
+
+
+def activate(session: Session | None) -> Session | None:
+    """Make `session` the active one (None clears it); returns the one it replaces."""
+    with _active.lock:
+        previous, _active.session = _active.session, session
+        return previous

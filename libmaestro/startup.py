@@ -1,0 +1,80 @@
+"""The startup check: everything the program asks of Maestro.toml exists, before anything runs.
+
+The original did this with link-time registration of every `process!`/`arg!` site; here the
+sites are found by reading the source (libmaestro.analysis), so a request hidden in a branch
+that this run never takes is still checked.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from libmaestro.analysis import ConfigReference, ReferenceKind
+from libmaestro.config.model import ProjectConfig
+from libmaestro.executors import unsupported_reason
+
+PROJECT_MARKER = "[tool.maestro]"
+
+
+def project_root(entry: Path) -> Path:
+    """The directory of the nearest pyproject.toml with `[tool.maestro]` above `entry`.
+
+    Falls back to the entry module's own directory for a plain script outside any project.
+    """
+    for directory in entry.resolve().parents:
+        candidate = directory / "pyproject.toml"
+        try:
+            if PROJECT_MARKER in candidate.read_text(encoding="utf-8"):
+                return directory
+        except OSError:
+            continue
+    return entry.resolve().parent
+
+
+def _suggest(name: str, defined: Iterable[str]) -> str:
+    names = sorted(defined)
+    close = difflib.get_close_matches(name, names, n=1)
+    listed = ", ".join(names) if names else "none"
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return f"(defined: {listed}){hint}"
+
+
+def check_references(
+    config: ProjectConfig | None, references: Sequence[ConfigReference]
+) -> list[str]:
+    """One message per request that the configuration cannot satisfy, located at its site."""
+    problems: list[str] = []
+    for ref in references:
+        where = ref.location
+        if config is None:
+            problems.append(f"{where}: {ref.kind.value} {ref.name!r} is requested here")
+            continue
+        if ref.kind is ReferenceKind.EXECUTOR:
+            found = config.executors.get(ref.name)
+            if found is None:
+                problems.append(
+                    f"{where}: executor {ref.name!r} is not defined in [executor] "
+                    f"{_suggest(ref.name, config.executors)}"
+                )
+            elif (reason := unsupported_reason(found)) is not None:
+                problems.append(f"{where}: {reason}")
+        elif ref.kind is ReferenceKind.ARG:
+            if ref.name not in config.args:
+                problems.append(
+                    f"{where}: arg {ref.name!r} is not defined in [args] "
+                    f"{_suggest(ref.name, config.args)}"
+                )
+        elif ref.name not in config.inputs:
+            problems.append(
+                f"{where}: inputs {ref.name!r} is not defined in [inputs] "
+                f"{_suggest(ref.name, config.inputs)}"
+            )
+        else:
+            for path in config.inputs[ref.name]:
+                if not path.exists():
+                    line = config.lines.get(("inputs", ref.name))
+                    at = f"{config.path}:{line}" if line else str(config.path)
+                    problems.append(f"{at}: inputs {ref.name!r}: {path} does not exist")
+    return list(dict.fromkeys(problems))  # an input file missing twice is said once

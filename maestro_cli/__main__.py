@@ -1,0 +1,7 @@
+"""`python -m maestro_cli` is the same as `maestro`."""
+
+from __future__ import annotations
+
+from maestro_cli.app import main
+
+main()
