@@ -11,12 +11,28 @@ from typing import Annotated
 
 import typer
 from rich.markup import escape
+from typer.core import TyperGroup
 
 import libmaestro
 from maestro_cli.commands import init, run
 from maestro_cli.context import CliContext
 
+class MaestroGroup(TyperGroup):
+    """Turns a MaestroError from any command into its message and exit code, in one place."""
+
+    def invoke(self, ctx: typer.Context) -> object:  # type: ignore[override]  # vendored click
+        try:
+            return super().invoke(ctx)
+        except libmaestro.MaestroError as exc:
+            cli = ctx.obj if isinstance(ctx.obj, CliContext) else CliContext.create(debug=False)
+            if cli.debug:
+                raise
+            cli.errors.print(f"[red bold]error:[/] {escape(str(exc))}")
+            ctx.exit(exc.exit_code)
+
+
 app = typer.Typer(
+    cls=MaestroGroup,
     name="maestro",
     help="Write, check, run and share reproducible bioinformatic workflows.",
     no_args_is_help=True,
@@ -25,10 +41,7 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 app.command("init")(init.init)
-app.command(
-    "run",
-    context_settings={"allow_extra_args": True, "ignore_unknown_options": False},
-)(run.run)
+app.command("run")(run.run)
 
 
 def _version(value: bool) -> None:
@@ -54,16 +67,23 @@ def root(
 
     Start with `maestro init demo && cd demo && maestro run`.
     """
-    ctx.obj = CliContext.create(debug=debug)
+    passed = ctx.obj if isinstance(ctx.obj, dict) else {}
+    ctx.obj = CliContext.create(debug=debug, program_args=passed.get("program_args", ()))
+
+
+def split_program_args(argv: list[str]) -> tuple[list[str], list[str]]:
+    """Split `maestro run X -- A B` into maestro's own arguments and the program's (A B).
+
+    Done before Click parses anything, because Click would give the first word after `--` to
+    the optional PROJECT argument.
+    """
+    if "--" in argv:
+        cut = argv.index("--")
+        return argv[:cut], argv[cut + 1 :]
+    return argv, []
 
 
 def main() -> None:
     """Console entry point."""
-    debug = "--debug" in sys.argv[1:]
-    try:
-        app(standalone_mode=True)
-    except libmaestro.MaestroError as exc:
-        if debug:
-            raise
-        CliContext.create(debug=False).errors.print(f"[red bold]error:[/] {escape(str(exc))}")
-        sys.exit(exc.exit_code)
+    own, program = split_program_args(sys.argv[1:])
+    app(args=own, obj={"program_args": program}, standalone_mode=True)

@@ -38,6 +38,6 @@ def run(
     cli: CliContext = ctx.obj
     found = libmaestro.find_project(project)
     code = libmaestro.run_project(
-        found, program_args=list(ctx.args), config=config, debug=cli.debug
+        found, program_args=cli.program_args, config=config, debug=cli.debug
     )
     raise typer.Exit(code)
