@@ -1,18 +1,18 @@
 """libmaestro: write bioinformatic workflows as Python that composes checked bash processes.
 
-    import libmaestro as maestro
+import libmaestro as maestro
 
-    @maestro.main
-    def main():
-        reads = maestro.inputs("reads")[0]
-        out = maestro.process(
-            name="count",
-            executor="default",
-            inputs={"reads": reads},
-            outputs={"counts": "counts.txt"},
-            script='wc -l < "$reads" > "$counts"',
-        )
-        print(out.counts.read_text())
+@maestro.main
+def main():
+    reads = maestro.inputs("reads")[0]
+    out = maestro.process(
+        name="count",
+        executor="default",
+        inputs={"reads": reads},
+        outputs={"counts": "counts.txt"},
+        script='wc -l < "$reads" > "$counts"',
+    )
+    print(out.counts.read_text())
 """
 
 from __future__ import annotations

@@ -68,7 +68,7 @@ def _signals_interrupt() -> Iterator[None]:
 
 
 def threading_is_main() -> bool:
-    import threading  # noqa: PLC0415 - only needed here
+    import threading
 
     return threading.current_thread() is threading.main_thread()
 

@@ -7,8 +7,8 @@ import sys
 from collections.abc import Iterable, Mapping
 from os import PathLike
 from pathlib import Path
-from typing import cast
 
+from libmaestro._names import random_process_id
 from libmaestro.config.model import (
     Container,
     ExecutorConfig,
@@ -17,7 +17,6 @@ from libmaestro.config.model import (
     SlurmConfig,
     StagingMode,
 )
-from libmaestro._names import random_process_id
 from libmaestro.errors import ProcessDefinitionError, StartupError
 from libmaestro.process import Process, ProcessOutputs
 from libmaestro.runner import run_process
@@ -101,8 +100,10 @@ def _config(session: Session, what: str) -> ProjectConfig:
     config = session.config
     if config is None:
         raise StartupError(
-            [f"{what} is requested, but no Maestro.toml was found in {Path.cwd()} or next to the "
-             "program (set MAESTRO_CONFIG to use another file)"],
+            [
+                f"{what} is requested, but no Maestro.toml was found in {Path.cwd()} or next to "
+                "the program (set MAESTRO_CONFIG to use another file)"
+            ],
             config_file=None,
         )
     return config
@@ -195,16 +196,16 @@ def process(
         by output name (`out.bam`) and as `out.workdir`.
     """
     if not inline:
-        caller = sys._getframe(1).f_code.co_filename  # noqa: SLF001 - the caller's module file
+        caller = sys._getframe(1).f_code.co_filename
         script = _script_from_file(script, caller)
     runner = executor if isinstance(executor, Executor) else _configured_executor(executor)
     proc = Process(
         name=name if name is not None else random_process_id(),
         script=script,
-        inputs=dict(inputs or {}),
-        outputs=dict(outputs or {}),
+        inputs=inputs,
+        outputs=outputs,
         # Process converts numbers with str() and rejects anything else with a clear message.
-        args=cast(Mapping[str, str], dict(args or {})),
+        args=args,
         dependencies=tuple(dependencies),
         doc=doc,
     )

@@ -156,7 +156,9 @@ class LiveDisplay:
 
     def start(self, session: Session) -> None:
         self.tally.session = session
-        self.console.print(f"[bold]maestro[/] session [cyan]{session.name}[/] in {session.directory}")
+        self.console.print(
+            f"[bold]maestro[/] session [cyan]{session.name}[/] in {session.directory}"
+        )
         self.live = Live(
             get_renderable=self._render, console=self.console, refresh_per_second=8, transient=True
         )
@@ -166,9 +168,7 @@ class LiveDisplay:
         self.tally.update(event)
         if event.kind is EventKind.SUCCEEDED:
             duration = event.result.duration if event.result else 0.0
-            self.console.print(
-                f"[green]✓[/] {escape(event.process)} [dim]{_seconds(duration)}[/]"
-            )
+            self.console.print(f"[green]✓[/] {escape(event.process)} [dim]{_seconds(duration)}[/]")
         elif event.kind is not EventKind.STARTED:
             self.console.print(f"[red]✗ {escape(_failure_line(event))}[/]")
 

@@ -31,7 +31,7 @@ class JobSpec:
     process: str
     workdir: Path
     argv: Sequence[str]  # the command, already wrapped (modules, container) by the runner
-    env: Mapping[str, str]  # the complete environment of the job
+    env: Mapping[bytes, bytes]  # the complete environment of the job
     stdout: Path
     stderr: Path
 

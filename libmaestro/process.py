@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import overload
 
 from libmaestro.errors import ProcessDefinitionError
+
+PathValue = str | os.PathLike[str]
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
@@ -129,7 +131,7 @@ def _as_path(value: object, *, role: str, var: str, process: str) -> Path:
     )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class Process:
     """A process as the seed's Python API declares it.
 
@@ -140,26 +142,38 @@ class Process:
 
     name: str
     script: str
-    inputs: Mapping[str, Path] = field(default_factory=dict)
-    outputs: Mapping[str, Path] = field(default_factory=dict)
-    args: Mapping[str, str] = field(default_factory=dict)
-    dependencies: tuple[str, ...] = ()
-    doc: str | None = None
+    inputs: Mapping[str, Path]  # absolute
+    outputs: Mapping[str, Path]  # relative to the working directory
+    args: Mapping[str, str]
+    dependencies: tuple[str, ...]
+    doc: str | None
 
-    def __post_init__(self) -> None:
-        name = validate_process_name(self.name)
-        if not isinstance(self.script, str):
+    def __init__(
+        self,
+        name: str,
+        script: str,
+        inputs: Mapping[str, PathValue] | None = None,
+        outputs: Mapping[str, PathValue] | None = None,
+        args: Mapping[str, str | int | float] | None = None,
+        dependencies: Iterable[str] = (),
+        doc: str | None = None,
+    ) -> None:
+        name = validate_process_name(name)
+        object.__setattr__(self, "name", name)
+        object.__setattr__(self, "script", script)
+        object.__setattr__(self, "doc", doc)
+        if not isinstance(script, str):
             raise ProcessDefinitionError(
                 f"process {name!r}: script must be a string with the bash code to run"
             )
-        inputs = {
+        checked_inputs = {
             validate_variable(k, role="input", process=name): _as_path(
                 v, role="input", var=k, process=name
             ).absolute()
-            for k, v in dict(self.inputs or {}).items()
+            for k, v in dict(inputs or {}).items()
         }
-        outputs: dict[str, Path] = {}
-        for key, value in dict(self.outputs or {}).items():
+        checked_outputs: dict[str, Path] = {}
+        for key, value in dict(outputs or {}).items():
             validate_variable(key, role="output", process=name)
             path = _as_path(value, role="output", var=key, process=name)
             if path.is_absolute() or ".." in path.parts:
@@ -167,21 +181,22 @@ class Process:
                     f"process {name!r}: output {key!r} = {str(path)!r} must be a path relative to "
                     "the process's working directory, without '..' (for example 'out/result.txt')"
                 )
-            outputs[key] = path
-        args = {}
-        for key, value in dict(self.args or {}).items():
+            checked_outputs[key] = path
+        checked_args: dict[str, str] = {}
+        for key, raw in dict(args or {}).items():
             validate_variable(key, role="arg", process=name)
-            if isinstance(value, (list, tuple, dict, set)) or value is None:
+            if isinstance(raw, (list, tuple, dict, set)) or raw is None:
                 raise ProcessDefinitionError(
                     f"process {name!r}: arg {key!r} must be a string (or a number), "
-                    f"got {type(value).__name__}"
+                    f"got {type(raw).__name__}"
                 )
-            text = str(value)
+            text = str(raw)
             if "\x00" in text:
                 raise ProcessDefinitionError(f"process {name!r}: arg {key!r} contains a NUL byte")
-            args[key] = text
+            checked_args[key] = text
         seen: dict[str, str] = {}
-        for role, keys in (("input", inputs), ("output", outputs), ("arg", args)):
+        roles = (("input", checked_inputs), ("output", checked_outputs), ("arg", checked_args))
+        for role, keys in roles:
             for key in keys:
                 if key in seen:
                     raise ProcessDefinitionError(
@@ -189,10 +204,10 @@ class Process:
                         f"{role}; every variable needs its own name"
                     )
                 seen[key] = role
-        object.__setattr__(self, "inputs", inputs)
-        object.__setattr__(self, "outputs", outputs)
-        object.__setattr__(self, "args", args)
-        object.__setattr__(self, "dependencies", tuple(self.dependencies))
+        object.__setattr__(self, "inputs", checked_inputs)
+        object.__setattr__(self, "outputs", checked_outputs)
+        object.__setattr__(self, "args", checked_args)
+        object.__setattr__(self, "dependencies", tuple(dependencies))
 
     @property
     def prepared(self) -> PreparedScript:

@@ -16,7 +16,7 @@ import signal
 import time
 from pathlib import Path
 
-from libmaestro._fs import atomic_write_text, tail_lines
+from libmaestro._fs import tail_lines, write_new_file
 from libmaestro.config.model import ExecutorConfig
 from libmaestro.errors import ProcessError, ProcessInterruptedError
 from libmaestro.executors.base import Backend
@@ -60,18 +60,25 @@ def _command(script: Path, executor: ExecutorConfig) -> list[str]:
 
 def _environment(
     session: Session, process: Process, workdir: Path, staged: dict[str, Path]
-) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(
-        MAESTRO_SESSION=session.name, MAESTRO_PROCESS=process.name, MAESTRO_WORKDIR=str(workdir)
-    )
-    env.update({var: str(path) for var, path in staged.items()})
-    env.update({var: str(workdir / rel) for var, rel in process.outputs.items()})
-    env.update(process.args)
+) -> dict[bytes, bytes]:
+    # os.environb is copied as bytes: decoding the whole environment for every process costs
+    # more than the rest of maestro's bookkeeping for it.
+    env = os.environb.copy()
+    ours: dict[str, str] = {
+        "MAESTRO_SESSION": session.name,
+        "MAESTRO_PROCESS": process.name,
+        "MAESTRO_WORKDIR": str(workdir),
+    }
+    ours.update({var: str(path) for var, path in staged.items()})
+    ours.update({var: str(workdir / rel) for var, rel in process.outputs.items()})
+    ours.update(process.args)
+    env.update({os.fsencode(k): os.fsencode(v) for k, v in ours.items()})
     return env
 
 
-def _record(workdir: Path, *, session: Session, process: Process, executor: str, result: JobResult) -> None:
+def _record(
+    workdir: Path, *, session: Session, process: Process, executor: str, result: JobResult
+) -> None:
     status = {
         "session": session.name,
         "process": process.name,
@@ -86,7 +93,7 @@ def _record(workdir: Path, *, session: Session, process: Process, executor: str,
         "user_seconds": result.user_seconds,
         "system_seconds": result.system_seconds,
     }
-    atomic_write_text(workdir / STATUS_FILE, json.dumps(status, indent=2) + "\n")
+    write_new_file(workdir / STATUS_FILE, json.dumps(status, indent=2) + "\n")
 
 
 def _failure_message(process: Process, executor: str, workdir: Path, result: JobResult) -> str:
@@ -107,7 +114,14 @@ def _failure_message(process: Process, executor: str, workdir: Path, result: Job
     )
 
 
-def _wait(backend: Backend, handle: JobHandle, session: Session, process: Process, workdir: Path, executor: str) -> JobResult:
+def _wait(
+    backend: Backend,
+    handle: JobHandle,
+    session: Session,
+    process: Process,
+    workdir: Path,
+    executor: str,
+) -> JobResult:
     try:
         return backend.wait(handle)
     except BaseException:
@@ -117,16 +131,16 @@ def _wait(backend: Backend, handle: JobHandle, session: Session, process: Proces
         result = backend.wait(handle)
         _record(workdir, session=session, process=process, executor=executor, result=result)
         session.emit(
-            ProcessEvent(EventKind.INTERRUPTED, process.name, executor, workdir, time.time(), result)
+            ProcessEvent(
+                EventKind.INTERRUPTED, process.name, executor, workdir, time.time(), result
+            )
         )
         raise
     finally:
         session.untrack(handle)
 
 
-def run_process(
-    process: Process, *, executor: ExecutorConfig, session: Session
-) -> ProcessOutputs:
+def run_process(process: Process, *, executor: ExecutorConfig, session: Session) -> ProcessOutputs:
     """Run `process` with `executor` in `session` and return its verified outputs.
 
     Raises:
@@ -147,13 +161,12 @@ def run_process(
     workdir = session.claim(process.name)
     reserved = {rel.parts[0] for rel in process.outputs.values()}
     reserved |= {SCRIPT_FILE, STDOUT_FILE, STDERR_FILE, STATUS_FILE}
-    staged = stage_inputs(
-        process.inputs, workdir, executor.effective_staging, reserved=reserved
-    )
+    staged = stage_inputs(process.inputs, workdir, executor.effective_staging, reserved=reserved)
     for rel in process.outputs.values():
-        (workdir / rel).parent.mkdir(parents=True, exist_ok=True)
+        if len(rel.parts) > 1:
+            (workdir / rel).parent.mkdir(parents=True, exist_ok=True)
     script = workdir / SCRIPT_FILE
-    atomic_write_text(script, process.prepared.text, mode=0o755)
+    write_new_file(script, process.prepared.text, mode=0o755)
     spec = JobSpec(
         session=session.name,
         process=process.name,
@@ -187,25 +200,29 @@ def run_process(
             exit_code=result.exit_code,
         )
     else:
-        missing = tuple(
-            var for var, rel in process.outputs.items() if not (workdir / rel).exists()
-        )
+        missing = tuple(var for var, rel in process.outputs.items() if not (workdir / rel).exists())
         if missing:
             listed = ", ".join(f"{var} = {process.outputs[var]}" for var in missing)
             error = ProcessError(
                 f"process {process.name!r} exited 0 but did not write {len(missing)} declared "
                 f"output{'s' if len(missing) > 1 else ''}: {listed}; the script must create "
-                f"them at \"$<name>\" (working directory {workdir})",
+                f'them at "$<name>" (working directory {workdir})',
                 process=process.name,
                 workdir=workdir,
                 exit_code=0,
                 missing_outputs=missing,
             )
     if error is not None:
-        kind = EventKind.INTERRUPTED if isinstance(error, ProcessInterruptedError) else EventKind.FAILED
+        kind = (
+            EventKind.INTERRUPTED
+            if isinstance(error, ProcessInterruptedError)
+            else EventKind.FAILED
+        )
         session.emit(
             ProcessEvent(kind, process.name, name, workdir, time.time(), result, error, spec.stderr)
         )
         raise error
-    session.emit(ProcessEvent(EventKind.SUCCEEDED, process.name, name, workdir, time.time(), result))
+    session.emit(
+        ProcessEvent(EventKind.SUCCEEDED, process.name, name, workdir, time.time(), result)
+    )
     return ProcessOutputs({var: workdir / rel for var, rel in process.outputs.items()}, workdir)

@@ -17,6 +17,7 @@ import libmaestro
 from maestro_cli.commands import init, run
 from maestro_cli.context import CliContext
 
+
 class MaestroGroup(TyperGroup):
     """Turns a MaestroError from any command into its message and exit code, in one place."""
 

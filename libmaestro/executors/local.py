@@ -41,7 +41,7 @@ class LocalBackend(Backend):
             popen = subprocess.Popen(
                 list(spec.argv),
                 cwd=spec.workdir,
-                env=dict(spec.env),
+                env=spec.env,
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=err,

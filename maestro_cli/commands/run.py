@@ -19,7 +19,9 @@ def run(
     config: Annotated[
         Path | None,
         typer.Option(
-            "--config", "-c", help="Use this Maestro.toml instead of the project's (MAESTRO_CONFIG)."
+            "--config",
+            "-c",
+            help="Use this Maestro.toml instead of the project's (MAESTRO_CONFIG).",
         ),
     ] = None,
 ) -> None:

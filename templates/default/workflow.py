@@ -4,6 +4,8 @@ Run it with `maestro run` from this directory. Every step is a bash script; maes
 its inputs, args and outputs as shell variables and checks them before and after it runs.
 """
 
+from __future__ import annotations
+
 from pathlib import Path
 
 import libmaestro as maestro

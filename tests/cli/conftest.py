@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from maestro_cli.app import app, split_program_args
 
+
 class InvokeResult:
     def __init__(self, exit_code: int, output: str) -> None:
         self.exit_code = exit_code
@@ -25,9 +26,7 @@ def maestro() -> Callable[..., InvokeResult]:
 
     def invoke(*args: str) -> InvokeResult:
         own, program = split_program_args(list(args))
-        result = CliRunner().invoke(
-            app, own, obj={"program_args": program}, catch_exceptions=False
-        )
+        result = CliRunner().invoke(app, own, obj={"program_args": program}, catch_exceptions=False)
         return InvokeResult(result.exit_code, result.output)
 
     return invoke

@@ -24,7 +24,7 @@ def write_project(root: Path, workflow: str, config: str = LOCAL) -> Path:
     return root
 
 
-GREETING = '''
+GREETING = """
 import sys
 import libmaestro as maestro
 
@@ -41,7 +41,7 @@ def main():
 
 if __name__ == "__main__":
     main()
-'''
+"""
 
 
 def test_run_twice_gives_two_sessions(maestro_process, tmp_path: Path) -> None:
@@ -112,7 +112,7 @@ def test_run_live_display_on_a_terminal(tmp_path: Path) -> None:
 
 def test_run_failure_is_one_clear_message_with_exit_1(maestro_process, tmp_path: Path) -> None:
     workflow = GREETING.replace(
-        "'printf \"hello %s%s\" \"$who\" \"$extra\" > \"$greeting\"'",
+        '\'printf "hello %s%s" "$who" "$extra" > "$greeting"\'',
         "'echo \"reference genome not indexed\" >&2; exit 3'",
     )
     project = write_project(tmp_path / "p", workflow, LOCAL + '[args]\nwho = "x"\n')

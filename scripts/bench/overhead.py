@@ -1,0 +1,141 @@
+"""Benchmark: per-process overhead of maestro's Local executor against plain floors.
+
+N trivial processes (each writes one small file), 2 at a time, run four ways in the same run:
+
+  xargs      `seq N | xargs -P2 bash -c 'echo x > out_$0.txt'`
+  floor      a plain Python program: ThreadPoolExecutor(2) + subprocess.run per item
+  maestro    a workflow program (@maestro.main, LocalExecutor, ThreadPoolExecutor(2))
+  maestro-cli  the same workflow started through `maestro run`
+
+Each is a whole program started from scratch, so interpreter start-up counts for the floor and
+for maestro alike. Reported: wall time (best of --repeat), per-process time, ratio to the floor.
+
+    .venv/bin/python scripts/bench/overhead.py            # N = 100, 1000, 5000
+    .venv/bin/python scripts/bench/overhead.py -n 1000 --repeat 5 --markdown
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+FLOOR = """
+import subprocess, sys
+from concurrent.futures import ThreadPoolExecutor
+n = int(sys.argv[1])
+def one(i):
+    subprocess.run(["bash", "-c", 'echo x > "$1"', "bash", f"out_{i}.txt"], check=True)
+with ThreadPoolExecutor(2) as pool:
+    list(pool.map(one, range(n)))
+"""
+
+MAESTRO = """
+import sys
+from concurrent.futures import ThreadPoolExecutor
+import libmaestro as maestro
+
+local = maestro.LocalExecutor()
+
+def one(i):
+    return maestro.process(
+        name=f"p{i}", executor=local, outputs={"out": "out.txt"}, script='echo x > "$out"'
+    )
+
+@maestro.main
+def main():
+    with ThreadPoolExecutor(2) as pool:
+        list(pool.map(one, range(int(sys.argv[1]))))
+
+if __name__ == "__main__":
+    main()
+"""
+
+
+def timed(argv: list[str], cwd: Path, env: dict[str, str]) -> float:
+    start = time.perf_counter()
+    subprocess.run(
+        argv, cwd=cwd, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    return time.perf_counter() - start
+
+
+def fresh(base: Path, name: str) -> Path:
+    path = base / name
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir()
+    return path
+
+
+def measure(n: int, repeat: int, base: Path) -> dict[str, float]:
+    env = {**os.environ, "MAESTRO_PLAIN": "1"}
+    (base / "floor.py").write_text(FLOOR)
+    (base / "workflow.py").write_text(MAESTRO)
+    maestro = [str(Path(sys.executable).parent / "maestro")]
+    cases = {
+        "xargs": lambda d: timed(
+            ["bash", "-c", f"seq {n} | xargs -P2 -n1 bash -c 'echo x > out_$0.txt'"], d, env
+        ),
+        "floor": lambda d: timed([sys.executable, str(base / "floor.py"), str(n)], d, env),
+        "maestro": lambda d: timed([sys.executable, str(base / "workflow.py"), str(n)], d, env),
+        "maestro-cli": lambda d: timed(
+            [*maestro, "run", str(base / "workflow.py"), "--", str(n)], d, env
+        ),
+    }
+    best: dict[str, float] = {}
+    for _ in range(repeat):
+        for name, case in cases.items():  # interleaved, so drift hits every case alike
+            elapsed = case(fresh(base, f"run-{name}"))
+            best[name] = min(best.get(name, float("inf")), elapsed)
+    return best
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("-n", type=int, action="append", help="number of processes (repeatable)")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument(
+        "--markdown", action="store_true", help="print a table for docs/benchmarks.md"
+    )
+    options = parser.parse_args()
+    sizes = options.n or [100, 1000, 5000]
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="maestro-bench-") as tmp:
+        for n in sizes:
+            best = measure(n, options.repeat, Path(tmp))
+            rows.append((n, best))
+            print(f"N={n}: " + ", ".join(f"{k} {v:.2f}s" for k, v in best.items()), file=sys.stderr)
+    if options.markdown:
+        print(
+            f"Machine: {platform.node()}, {os.cpu_count()} cores, {platform.platform()}, Python {platform.python_version()}"
+        )
+        print()
+        print(
+            "| N | xargs -P2 | Python floor | maestro (python workflow.py) | maestro run | per process: floor / maestro | maestro ÷ floor |"
+        )
+        print("|---:|---:|---:|---:|---:|---:|---:|")
+    for n, best in rows:
+        ratio = best["maestro"] / best["floor"]
+        per_floor = best["floor"] / n * 1000
+        per_maestro = best["maestro"] / n * 1000
+        if options.markdown:
+            print(
+                f"| {n} | {best['xargs']:.2f} s | {best['floor']:.2f} s | {best['maestro']:.2f} s | "
+                f"{best['maestro-cli']:.2f} s | {per_floor:.2f} ms / {per_maestro:.2f} ms | {ratio:.2f}× |"
+            )
+        else:
+            print(
+                f"N={n}: maestro/floor = {ratio:.2f}x  ({per_maestro:.2f} ms vs {per_floor:.2f} ms per process)"
+            )
+
+
+if __name__ == "__main__":
+    main()
