@@ -75,12 +75,24 @@ def validate_variable(name: str, *, role: str, process: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class PreparedScript:
-    """The script text as it runs, and how its lines map back to the text the user wrote."""
+    """The script text as it runs, and where each of its lines came from in the user's text.
+
+    `origins[i]` is the index in the user's text of the first character of prepared line `i`
+    (0-based), or None for the added shebang; prepared column `c` of that line is the user's
+    character `origins[i] + c`. This is what lets `maestro build` point a ShellCheck finding at
+    the exact character inside a Python string.
+    """
 
     text: str
     shebang_added: bool
-    first_line: int  # 0-based line of the user's text where the prepared text starts
-    indent: int  # columns removed from every line after the first
+    origins: tuple[int | None, ...]
+
+    def source_index(self, line: int, column: int) -> int | None:
+        """The user's-text index of prepared `line`/`column` (both 1-based), if it has one."""
+        if not 1 <= line <= len(self.origins):
+            return None
+        origin = self.origins[line - 1]
+        return None if origin is None else origin + column - 1
 
 
 def prepare_script(source: str) -> PreparedScript:
@@ -90,7 +102,11 @@ def prepare_script(source: str) -> PreparedScript:
     quote (`script='''cat x` ...), where it carries no indentation while the rest does. Tabs are
     kept as they are: expanding them would break `<<-` here-documents.
     """
-    lines = source.splitlines()
+    raw_lines = source.splitlines(keepends=True)
+    starts = [0]
+    for raw in raw_lines:
+        starts.append(starts[-1] + len(raw))
+    lines = [raw.rstrip("\r\n") for raw in raw_lines]
     start = 0
     while start < len(lines) and not lines[start].strip():
         start += 1
@@ -99,22 +115,24 @@ def prepare_script(source: str) -> PreparedScript:
         end -= 1
     body = lines[start:end]
     if not body:
-        return PreparedScript(DEFAULT_SHEBANG + "\n", True, start, 0)
+        return PreparedScript(DEFAULT_SHEBANG + "\n", True, (None,))
     rest = [line for line in body[1:] if line.strip()]
     first_indent = len(body[0]) - len(body[0].lstrip())
-    indents = [len(line) - len(line.lstrip()) for line in rest]
-    indent = min(indents) if indents else first_indent
-    if first_indent < indent:
-        # The first line sits on the quote's line: strip it alone, dedent the rest together.
-        cleaned = [body[0].lstrip(), *(line[indent:] for line in body[1:])]
-    else:
-        indent = min(indent, first_indent)
-        cleaned = [line[indent:] for line in body]
-    text = "\n".join(line.rstrip() if not line.strip() else line for line in cleaned)
+    indent = min((len(line) - len(line.lstrip()) for line in rest), default=first_indent)
+    # The first line may sit on the quote's line, with no indentation while the rest has some:
+    # then it is stripped alone and the rest dedented together.
+    removed = [first_indent if first_indent < indent else min(indent, first_indent)]
+    removed += [min(indent, len(line)) for line in body[1:]]
+    if first_indent >= indent:
+        removed = [min(indent, len(line)) for line in body]
+    cleaned = [line[cut:] if line.strip() else "" for line, cut in zip(body, removed, strict=True)]
+    origins: list[int | None] = [starts[start + i] + cut for i, cut in enumerate(removed)]
+    text = "\n".join(cleaned)
     shebang_added = not text.startswith("#!")
     if shebang_added:
         text = f"{DEFAULT_SHEBANG}\n{text}"
-    return PreparedScript(text + "\n", shebang_added, start, indent)
+        origins.insert(0, None)
+    return PreparedScript(text + "\n", shebang_added, tuple(origins))
 
 
 def _as_path(value: object, *, role: str, var: str, process: str) -> Path:
