@@ -39,6 +39,8 @@ __all__ = [
     "LibmaestroCall",
     "LibmaestroNames",
     "ModuleSource",
+    "call_argument",
+    "char_column",
     "libmaestro_calls",
     "libmaestro_names",
     "project_modules",
@@ -429,3 +431,24 @@ class _Resolver:
             result = (None, None)
         self._cache[key] = result
         return result
+
+
+def call_argument(call: ast.Call, *, position: int | None, keyword: str) -> ast.expr | None:
+    """The expression passed for a parameter, by position or keyword, if visible statically."""
+    if position is not None and len(call.args) > position:
+        # Anything after a `*args` has an unknown position.
+        if any(isinstance(arg, ast.Starred) for arg in call.args[: position + 1]):
+            return None
+        return call.args[position]
+    for kw in call.keywords:
+        if kw.arg == keyword:
+            return kw.value
+    return None
+
+
+def char_column(lines: Sequence[str], lineno: int, byte_offset: int) -> int:
+    """Convert ast's UTF-8 byte offset within a line to a character offset."""
+    line = lines[lineno - 1] if 0 < lineno <= len(lines) else ""
+    if line.isascii():
+        return byte_offset
+    return len(line.encode("utf-8")[:byte_offset].decode("utf-8", errors="replace"))

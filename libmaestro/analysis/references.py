@@ -18,7 +18,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from libmaestro.analysis.discovery import ModuleSource, libmaestro_calls, project_modules
+from libmaestro.analysis.discovery import (
+    ModuleSource,
+    call_argument,
+    char_column,
+    libmaestro_calls,
+    project_modules,
+)
 
 __all__ = ["ConfigReference", "ReferenceKind", "find_references", "scan_project"]
 
@@ -122,7 +128,7 @@ def _module_references(module: ModuleSource) -> list[ConfigReference]:
                 name=name,
                 file=module.path,
                 line=node.lineno,
-                col=_char_column(lines, node.lineno, node.col_offset) + 1,
+                col=char_column(lines, node.lineno, node.col_offset) + 1,
             )
         )
     return references
@@ -135,33 +141,12 @@ def _requested_name(
     node: ast.expr | None
     if function in _NAME_ARGUMENT_KINDS:
         kind = _NAME_ARGUMENT_KINDS[function]
-        node = _argument(call, position=0, keyword="name")
+        node = call_argument(call, position=0, keyword="name")
     elif function == "process":
         kind = ReferenceKind.EXECUTOR
-        node = _argument(call, position=None, keyword="executor")
+        node = call_argument(call, position=None, keyword="executor")
     else:
         return None
     if isinstance(node, ast.Constant) and isinstance(node.value, str):
         return kind, node.value, node
     return None
-
-
-def _argument(call: ast.Call, *, position: int | None, keyword: str) -> ast.expr | None:
-    """The expression passed for a parameter, by position or keyword, if visible statically."""
-    if position is not None and len(call.args) > position:
-        # Anything after a `*args` has an unknown position.
-        if any(isinstance(arg, ast.Starred) for arg in call.args[: position + 1]):
-            return None
-        return call.args[position]
-    for kw in call.keywords:
-        if kw.arg == keyword:
-            return kw.value
-    return None
-
-
-def _char_column(lines: Sequence[str], lineno: int, byte_offset: int) -> int:
-    """Convert ast's UTF-8 byte offset within a line to a character offset."""
-    line = lines[lineno - 1] if 0 < lineno <= len(lines) else ""
-    if line.isascii():
-        return byte_offset
-    return len(line.encode("utf-8")[:byte_offset].decode("utf-8", errors="replace"))
