@@ -46,7 +46,7 @@ def prepare(entry: Path) -> tuple[ProjectConfig | None, Path | None]:
     references = scan_project(entry, root=project_root(entry))
     problems = check_references(config, references)
     if problems:
-        raise StartupError(problems, config_file=config_path)
+        raise StartupError([str(p) for p in problems], config_file=config_path)
     return config, config_path
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from libmaestro.analysis import ConfigReference, ReferenceKind
@@ -41,40 +42,64 @@ def _suggest(name: str, defined: Iterable[str]) -> str:
     return f"(defined: {listed}){hint}"
 
 
+@dataclass(frozen=True, slots=True)
+class ReferenceProblem:
+    """A request the configuration cannot satisfy, at the place that makes it."""
+
+    file: Path | None
+    line: int | None
+    col: int | None
+    message: str
+
+    def __str__(self) -> str:
+        where = ":".join(str(p) for p in (self.file, self.line, self.col) if p is not None)
+        return f"{where}: {self.message}" if where else self.message
+
+
 def check_references(
     config: ProjectConfig | None, references: Sequence[ConfigReference]
-) -> list[str]:
-    """One message per request that the configuration cannot satisfy, located at its site."""
-    problems: list[str] = []
+) -> list[ReferenceProblem]:
+    """One problem per request that the configuration cannot satisfy, located at its site."""
+    problems: list[ReferenceProblem] = []
+
+    def add(ref: ConfigReference, message: str) -> None:
+        problems.append(ReferenceProblem(ref.file, ref.line, ref.col, message))
+
     for ref in references:
-        where = ref.location
         if config is None:
-            problems.append(f"{where}: {ref.kind.value} {ref.name!r} is requested here")
-            continue
-        if ref.kind is ReferenceKind.EXECUTOR:
+            add(
+                ref,
+                f"{ref.kind.value} {ref.name!r} is requested here, but there is no Maestro.toml",
+            )
+        elif ref.kind is ReferenceKind.EXECUTOR:
             found = config.executors.get(ref.name)
             if found is None:
-                problems.append(
-                    f"{where}: executor {ref.name!r} is not defined in [executor] "
-                    f"{_suggest(ref.name, config.executors)}"
+                add(
+                    ref,
+                    f"executor {ref.name!r} is not defined in [executor] "
+                    f"{_suggest(ref.name, config.executors)}",
                 )
             elif (reason := unsupported_reason(found)) is not None:
-                problems.append(f"{where}: {reason}")
+                add(ref, reason)
         elif ref.kind is ReferenceKind.ARG:
             if ref.name not in config.args:
-                problems.append(
-                    f"{where}: arg {ref.name!r} is not defined in [args] "
-                    f"{_suggest(ref.name, config.args)}"
+                add(
+                    ref,
+                    f"arg {ref.name!r} is not defined in [args] {_suggest(ref.name, config.args)}",
                 )
         elif ref.name not in config.inputs:
-            problems.append(
-                f"{where}: inputs {ref.name!r} is not defined in [inputs] "
-                f"{_suggest(ref.name, config.inputs)}"
+            add(
+                ref,
+                f"inputs {ref.name!r} is not defined in [inputs] "
+                f"{_suggest(ref.name, config.inputs)}",
             )
         else:
-            for path in config.inputs[ref.name]:
-                if not path.exists():
-                    line = config.lines.get(("inputs", ref.name))
-                    at = f"{config.path}:{line}" if line else str(config.path)
-                    problems.append(f"{at}: inputs {ref.name!r}: {path} does not exist")
+            line = config.lines.get(("inputs", ref.name))
+            problems.extend(
+                ReferenceProblem(
+                    config.path, line, None, f"inputs {ref.name!r}: {path} does not exist"
+                )
+                for path in config.inputs[ref.name]
+                if not path.exists()
+            )
     return list(dict.fromkeys(problems))  # an input file missing twice is said once
