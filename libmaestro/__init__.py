@@ -18,6 +18,7 @@ def main():
 from __future__ import annotations
 
 from libmaestro._main import main
+from libmaestro.build import BuildResult, Finding, Severity, build_project
 from libmaestro.api import (
     Executor,
     GenericExecutor,
@@ -55,6 +56,10 @@ from libmaestro.templates import InitResult, list_templates
 __version__ = "0.1.0"
 
 __all__ = [
+    "BuildResult",
+    "Finding",
+    "Severity",
+    "build_project",
     "ConfigError",
     "Container",
     "ContainerRuntime",

@@ -23,6 +23,7 @@ from libmaestro.analysis import scan_project
 from libmaestro.config import ProjectConfig, find_config_file, load_config
 from libmaestro.console import Display, error_text, make_display
 from libmaestro.errors import EXIT_INTERRUPTED, MaestroError, StartupError
+from libmaestro.manifest import manifest_references
 from libmaestro.session import Session, activate
 from libmaestro.startup import check_references, project_root
 
@@ -43,7 +44,11 @@ def prepare(entry: Path) -> tuple[ProjectConfig | None, Path | None]:
     """
     config_path = find_config_file(cwd=Path.cwd(), script_dir=entry.parent, env=os.environ)
     config = load_config(config_path) if config_path is not None else None
-    references = scan_project(entry, root=project_root(entry))
+    root = project_root(entry)
+    # `maestro build` leaves a manifest; while the source is unchanged it saves the parse.
+    references = manifest_references(root, entry)
+    if references is None:
+        references = scan_project(entry, root=root)
     problems = check_references(config, references)
     if problems:
         raise StartupError([str(p) for p in problems], config_file=config_path)

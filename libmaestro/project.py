@@ -16,11 +16,61 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 from libmaestro.errors import ProjectError
 from libmaestro.templates import InitResult, render_template
 
 DEFAULT_ENTRY = "workflow.py"
+
+
+class ProjectSettingsError(ProjectError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class ProjectSettings:
+    """`[tool.maestro]` of the project's pyproject.toml."""
+
+    entry: str = DEFAULT_ENTRY
+    # ShellCheck findings below this level are not shown ("style" shows everything).
+    shellcheck_severity: str = "style"
+    shellcheck_exclude: frozenset[int] = frozenset()
+
+
+_SEVERITIES = ("style", "info", "warning", "error")
+
+
+def _settings(pyproject: Path, tool: dict[str, Any]) -> ProjectSettings:
+    known = {"entry", "shellcheck_severity", "shellcheck_exclude"}
+    unknown = sorted(set(tool) - known)
+    if unknown:
+        raise ProjectSettingsError(
+            f"{pyproject}: [tool.maestro] has unknown key(s) {', '.join(unknown)}; "
+            f"allowed: {', '.join(sorted(known))}"
+        )
+    entry = tool.get("entry", DEFAULT_ENTRY)
+    if not isinstance(entry, str) or not entry:
+        raise ProjectSettingsError(
+            f'{pyproject}: [tool.maestro] entry must be a path like "workflow.py"'
+        )
+    severity = tool.get("shellcheck_severity", "style")
+    if severity not in _SEVERITIES:
+        raise ProjectSettingsError(
+            f"{pyproject}: [tool.maestro] shellcheck_severity must be one of "
+            f"{', '.join(_SEVERITIES)}, got {severity!r}"
+        )
+    exclude = tool.get("shellcheck_exclude", [])
+    codes: set[int] = set()
+    for item in exclude if isinstance(exclude, list) else [None]:
+        text = str(item).upper().removeprefix("SC")
+        if isinstance(item, bool) or not text.isdigit():
+            raise ProjectSettingsError(
+                f"{pyproject}: [tool.maestro] shellcheck_exclude must list codes like "
+                f'[2086, "SC2034"], got {exclude!r}'
+            )
+        codes.add(int(text))
+    return ProjectSettings(entry, severity, frozenset(codes))
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,26 +80,26 @@ class Project:
     root: Path  # the working directory of a run; maestro_work/ is created here
     entry: Path  # the entry module (.py) or a bundled executable
     name: str
+    settings: ProjectSettings = ProjectSettings()
 
     @property
     def is_python(self) -> bool:
         return self.entry.suffix == ".py"
 
 
-def _entry_from_pyproject(root: Path) -> tuple[str, str | None]:
+def _read_pyproject(root: Path) -> tuple[ProjectSettings, str | None]:
     pyproject = root / "pyproject.toml"
     if not pyproject.is_file():
-        return DEFAULT_ENTRY, None
+        return ProjectSettings(), None
     try:
         data = tomllib.loads(pyproject.read_text(encoding="utf-8"))
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise ProjectError(f"{pyproject} cannot be read: {exc}; fix its TOML syntax") from None
     tool = data.get("tool", {}).get("maestro", {})
-    entry = tool.get("entry", DEFAULT_ENTRY) if isinstance(tool, dict) else DEFAULT_ENTRY
+    if not isinstance(tool, dict):
+        raise ProjectSettingsError(f"{pyproject}: [tool.maestro] must be a table")
     name = data.get("project", {}).get("name")
-    if not isinstance(entry, str) or not entry:
-        raise ProjectError(f'{pyproject}: [tool.maestro] entry must be a path like "workflow.py"')
-    return entry, name if isinstance(name, str) else None
+    return _settings(pyproject, tool), name if isinstance(name, str) else None
 
 
 def find_project(target: Path) -> Project:
@@ -59,18 +109,19 @@ def find_project(target: Path) -> Project:
         raise ProjectError(f"{target} does not exist; give a project directory or a workflow file")
     if target.is_dir():
         root = target.resolve()
-        entry_name, name = _entry_from_pyproject(root)
-        entry = root / entry_name
+        settings, name = _read_pyproject(root)
+        entry = root / settings.entry
         if not entry.is_file():
             raise ProjectError(
-                f"{root} has no workflow entry {entry_name}; create it, set [tool.maestro] entry "
-                "in pyproject.toml, or start a project with `maestro init`"
+                f"{root} has no workflow entry {settings.entry}; create it, set [tool.maestro] "
+                "entry in pyproject.toml, or start a project with `maestro init`"
             )
-        return Project(root=root, entry=entry, name=name or root.name)
+        return Project(root=root, entry=entry, name=name or root.name, settings=settings)
     entry = target.resolve()
     if entry.suffix != ".py" and not os.access(entry, os.X_OK):
         raise ProjectError(f"{target} is neither a Python workflow (.py) nor an executable")
-    return Project(root=entry.parent, entry=entry, name=entry.stem)
+    settings, _ = _read_pyproject(entry.parent)
+    return Project(root=entry.parent, entry=entry, name=entry.stem, settings=settings)
 
 
 def init_project(directory: Path, *, template: str = "default", force: bool = False) -> InitResult:

@@ -14,7 +14,7 @@ from rich.markup import escape
 from typer.core import TyperGroup
 
 import libmaestro
-from maestro_cli.commands import init, run
+from maestro_cli.commands import build, init, run
 from maestro_cli.context import CliContext
 
 
@@ -42,6 +42,7 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 app.command("init")(init.init)
+app.command("build")(build.build)
 app.command("run")(run.run)
 
 

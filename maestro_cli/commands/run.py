@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 import libmaestro
 from maestro_cli.context import CliContext
@@ -24,6 +25,10 @@ def run(
             help="Use this Maestro.toml instead of the project's (MAESTRO_CONFIG).",
         ),
     ] = None,
+    no_check: Annotated[
+        bool,
+        typer.Option("--no-check", help="Skip the build checks (ShellCheck, config references)."),
+    ] = False,
 ) -> None:
     """Run a workflow: check its configuration, then run its processes with a live view.
 
@@ -39,6 +44,19 @@ def run(
     """
     cli: CliContext = ctx.obj
     found = libmaestro.find_project(project)
+    if found.is_python and not no_check:
+        # The same checks as `maestro build` (cached per script), so a shell syntax error or a
+        # misspelled executor stops the run before any process starts.
+        checked = libmaestro.build_project(found, write_procinfo=False)
+        errors = [f for f in checked.findings if f.severity is libmaestro.Severity.ERROR]
+        if errors:
+            for finding in errors:
+                cli.errors.print(f"[red]{escape(finding.render(checked.root))}[/]")
+            cli.errors.print(
+                f"[red bold]error:[/] {len(errors)} error(s) found before the run; fix them "
+                "(see `maestro build`) or pass --no-check"
+            )
+            raise typer.Exit(2)
     code = libmaestro.run_project(
         found, program_args=cli.program_args, config=config, debug=cli.debug
     )
