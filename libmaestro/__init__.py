@@ -18,7 +18,7 @@ def main():
 from __future__ import annotations
 
 from libmaestro._main import main
-from libmaestro.build import BuildResult, Finding, Severity, build_project
+from libmaestro._version import __version__ as __version__
 from libmaestro.api import (
     Executor,
     GenericExecutor,
@@ -29,6 +29,7 @@ from libmaestro.api import (
     inputs,
     process,
 )
+from libmaestro.build import build_project
 from libmaestro.config.model import (
     Container,
     ContainerRuntime,
@@ -49,21 +50,18 @@ from libmaestro.errors import (
     StartupError,
     UnsupportedError,
 )
+from libmaestro.findings import BuildResult, Finding, Severity
 from libmaestro.process import Process, ProcessOutputs
 from libmaestro.project import Project, find_project, init_project, run_project
 from libmaestro.templates import InitResult, list_templates
 
-__version__ = "0.1.0"
-
 __all__ = [
     "BuildResult",
-    "Finding",
-    "Severity",
-    "build_project",
     "ConfigError",
     "Container",
     "ContainerRuntime",
     "Executor",
+    "Finding",
     "GenericExecutor",
     "InitResult",
     "LocalExecutor",
@@ -77,6 +75,7 @@ __all__ = [
     "ProcessInterruptedError",
     "ProcessOutputs",
     "Project",
+    "Severity",
     "SlurmConfig",
     "SlurmExecutor",
     "StagingError",
@@ -85,6 +84,7 @@ __all__ = [
     "TimeLimit",
     "UnsupportedError",
     "arg",
+    "build_project",
     "executor",
     "find_project",
     "init_project",

@@ -13,6 +13,7 @@ import inspect
 import os
 import signal
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -55,26 +56,37 @@ def prepare(entry: Path) -> tuple[ProjectConfig | None, Path | None]:
     return config, config_path
 
 
-def _raise_interrupt(signum: int, frame: FrameType | None) -> NoReturn:  # noqa: ARG001
-    raise KeyboardInterrupt
-
-
 @contextmanager
-def _signals_interrupt() -> Iterator[None]:
-    """Make SIGTERM behave like Ctrl-C while the workflow runs (main thread only)."""
-    if threading_is_main():
-        previous = signal.signal(signal.SIGTERM, _raise_interrupt)
-        try:
-            yield
-        finally:
-            signal.signal(signal.SIGTERM, previous)
-    else:
+def _signals_interrupt(session: Session) -> Iterator[None]:
+    """While the workflow runs, make Ctrl-C and SIGTERM stop its jobs and interrupt it.
+
+    The jobs are stopped at once, from a thread, rather than once KeyboardInterrupt reaches
+    `run_main`: a workflow that fans out with a ThreadPoolExecutor is stuck in the pool's
+    shutdown until its worker threads return, and they return only when their jobs end, so the
+    program hung until every running job finished by itself and the queued ones had started and
+    run too. Marking the session as stopping first keeps queued work from starting a job. The
+    handler takes no lock itself (the interrupted main thread may hold one), hence the thread.
+    Only the main thread can install signal handlers; elsewhere this does nothing.
+    """
+    if not threading_is_main():
         yield
+        return
+
+    def interrupt(signum: int, frame: FrameType | None) -> NoReturn:  # noqa: ARG001
+        if not session.stopping:
+            session.request_stop()
+            threading.Thread(target=session.stop, name="maestro-stop", daemon=True).start()
+        raise KeyboardInterrupt
+
+    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def threading_is_main() -> bool:
-    import threading
-
     return threading.current_thread() is threading.main_thread()
 
 
@@ -105,7 +117,7 @@ def run_main(fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
     session.listeners.append(display.handle)
     display.start(session)
     try:
-        with _signals_interrupt():
+        with _signals_interrupt(session):
             result = fn(*args, **kwargs)
     except KeyboardInterrupt:
         _quiet_signals()

@@ -12,16 +12,17 @@ Unchanged scripts are not analysed twice: ShellCheck findings and dependencies a
 
 from __future__ import annotations
 
-import enum
 import hashlib
 import json
 import logging
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
+from libmaestro._buildstate import ScriptCache, load_unchanged, save_state
 from libmaestro._fs import atomic_write_text
+from libmaestro._version import __version__
 from libmaestro.analysis import ModuleSource, find_references, project_modules
 from libmaestro.analysis.positions import literal_char_positions, text_positions, to_source
 from libmaestro.analysis.procinfo import ProcinfoEntry, render_procinfo
@@ -32,6 +33,7 @@ from libmaestro.analysis.sites import ProcessSite, find_sites
 from libmaestro.config import find_config_file, load_config
 from libmaestro.config.model import ProjectConfig
 from libmaestro.errors import ConfigError
+from libmaestro.findings import BuildResult, Finding, Severity, SiteReport
 from libmaestro.manifest import write_manifest
 from libmaestro.process import PreparedScript, prepare_script
 from libmaestro.project import Project, ProjectSettings
@@ -40,71 +42,7 @@ from libmaestro.startup import check_references
 log = logging.getLogger(__name__)
 
 PROCINFO_FILE = "procinfo.toml"
-CACHE_FILE = ".maestro/build-cache.json"
-CACHE_VERSION = 1
 UNDECLARED = 2154  # ShellCheck: "var is referenced but not assigned"
-
-
-class Severity(enum.IntEnum):
-    STYLE = 0
-    INFO = 1
-    WARNING = 2
-    ERROR = 3
-
-    @property
-    def label(self) -> str:
-        return self.name.lower()
-
-
-@dataclass(frozen=True, slots=True)
-class Finding:
-    """One problem, in the `file:line:col: severity: message [code]` form editors link to."""
-
-    file: Path | None
-    line: int | None
-    col: int | None
-    severity: Severity
-    message: str
-    code: str  # "SC2086" for ShellCheck, "maestro" for our own checks, "config" for Maestro.toml
-
-    def render(self, root: Path) -> str:
-        where = ""
-        if self.file is not None:
-            try:
-                where = self.file.relative_to(root).as_posix()
-            except ValueError:
-                where = str(self.file)
-            where += "".join(f":{p}" for p in (self.line, self.col) if p is not None)
-            where += ": "
-        return f"{where}{self.severity.label}: {self.message} [{self.code}]"
-
-
-@dataclass(frozen=True, slots=True)
-class SiteReport:
-    key: str
-    name: str | None
-    executor: str | None
-    deps: tuple[str, ...]
-    analyzed: bool
-
-
-@dataclass(frozen=True, slots=True)
-class BuildResult:
-    root: Path
-    sites: tuple[SiteReport, ...]
-    findings: tuple[Finding, ...]
-    scripts_checked: int  # scripts ShellCheck ran on in this build
-    scripts_cached: int  # scripts whose results came from the cache
-    procinfo: Path | None
-    seconds: float
-
-    def count(self, severity: Severity) -> int:
-        return sum(1 for f in self.findings if f.severity is severity)
-
-    def failed(self, *, strict: bool = False) -> bool:
-        """Errors fail a build; with `strict`, warnings do too."""
-        worst = max((f.severity for f in self.findings), default=Severity.STYLE)
-        return worst >= (Severity.WARNING if strict else Severity.ERROR)
 
 
 _LEVELS = {"error": Severity.ERROR, "warning": Severity.WARNING, "info": Severity.INFO}
@@ -114,45 +52,29 @@ _LEVELS = {"error": Severity.ERROR, "warning": Severity.WARNING, "info": Severit
 class _Script:
     site: ProcessSite
     prepared: PreparedScript
-    positions: list[tuple[int, int]] | None
-    source_file: Path  # the file the positions refer to
+    source: str  # the module's text, for positions inside its string literal
     digest: str
+    _positions: list[tuple[int, int]] | None = None
+
+    @property
+    def source_file(self) -> Path:
+        """The file positions refer to: the script file for inline=False, else the module."""
+        return self.site.script_file or self.site.file
+
+    @property
+    def positions(self) -> list[tuple[int, int]] | None:
+        # Computed only for scripts that have findings to place: most have none.
+        if self._positions is None:
+            site = self.site
+            if site.script_file is not None and site.script is not None:
+                self._positions = text_positions(site.script)
+            elif site.script_node is not None:
+                self._positions = literal_char_positions(self.source, site.script_node)
+        return self._positions
 
 
 def _digest(*parts: object) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
-
-
-class _Cache:
-    """Per-script results from earlier builds; a corrupt or foreign file is simply ignored."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.entries: dict[str, dict[str, object]] = {}
-        self.used: dict[str, dict[str, object]] = {}
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-            if data.get("version") == CACHE_VERSION:
-                self.entries = dict(data["scripts"])
-        except (OSError, ValueError, KeyError, TypeError, AttributeError):
-            pass
-
-    def get(self, digest: str) -> dict[str, object] | None:
-        found = self.entries.get(digest)
-        if found is not None:
-            self.used[digest] = found
-        return found
-
-    def put(self, digest: str, entry: dict[str, object]) -> None:
-        self.used[digest] = entry
-
-    def save(self, *, complete: bool) -> None:
-        # After a complete build only what it used is kept, so the file does not grow with every
-        # edit; a partial one (no ShellCheck) keeps the rest for the next complete build.
-        kept = self.used if complete else {**self.entries, **self.used}
-        text = json.dumps({"version": CACHE_VERSION, "scripts": kept}, sort_keys=True)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(self.path, text)
 
 
 def _config_findings(error: ConfigError) -> list[Finding]:
@@ -163,9 +85,18 @@ def _config_findings(error: ConfigError) -> list[Finding]:
     ]  # fmt: skip
 
 
-def _load_config(project: Project) -> tuple[ProjectConfig | None, list[Finding]]:
+def _config_path(project: Project) -> Path | None:
     try:
-        path = find_config_file(cwd=project.root, script_dir=project.entry.parent)
+        return find_config_file(cwd=project.root, script_dir=project.entry.parent)
+    except ConfigError:
+        return None  # MAESTRO_CONFIG names a missing file: reported by _load_config
+
+
+def _load_config(path: Path | None) -> tuple[ProjectConfig | None, list[Finding]]:
+    try:
+        if path is None:
+            # Either there is none, or MAESTRO_CONFIG is wrong: ask again to get its error.
+            path = find_config_file(cwd=Path.cwd(), script_dir=None)
         return (load_config(path) if path is not None else None), []
     except ConfigError as exc:
         return None, _config_findings(exc)
@@ -180,16 +111,9 @@ def _prepare_scripts(
         if site.script is None:
             continue
         prepared = prepare_script(site.script)
-        if site.script_file is not None:
-            positions: list[tuple[int, int]] | None = text_positions(site.script)
-            source_file = site.script_file
-        else:
-            node = site.script_node
-            positions = literal_char_positions(sources[site.file], node) if node else None
-            source_file = site.file
         declared = sorted(site.declared) if site.declared is not None else None
         scripts.append(
-            _Script(site, prepared, positions, source_file, _digest(prepared.text, declared))
+            _Script(site, prepared, sources[site.file], _digest(prepared.text, declared))
         )
     return scripts
 
@@ -244,7 +168,7 @@ def _usage_findings(script: _Script) -> list[Finding]:
 
 
 def _run_shellcheck(
-    scripts: Sequence[_Script], cache: _Cache, settings: ProjectSettings
+    scripts: Sequence[_Script], cache: ScriptCache, settings: ProjectSettings
 ) -> tuple[dict[str, list[ShellFinding]], int]:
     results: dict[str, list[ShellFinding]] = {}
     todo: dict[str, _Script] = {}
@@ -252,7 +176,7 @@ def _run_shellcheck(
         key = _digest("shellcheck", script.digest, sorted(settings.shellcheck_exclude))
         cached = cache.get(key)
         if cached is not None:
-            results[script.digest] = [ShellFinding(**f) for f in cached["findings"]]  # type: ignore[arg-type, attr-defined]  # json
+            results[script.digest] = [ShellFinding(**f) for f in cached["findings"]]
         else:
             todo[key] = script
     if todo:
@@ -279,14 +203,14 @@ def _finding_dict(finding: ShellFinding) -> dict[str, object]:
     }  # fmt: skip
 
 
-def _dependencies(script: _Script, cache: _Cache) -> ScriptDependencies:
+def _dependencies(script: _Script, cache: ScriptCache) -> ScriptDependencies:
     key = _digest("deps", script.prepared.text)
     cached = cache.get(key)
     if cached is not None:
         fields = dict(cached)
         for name in ("commands", "dynamic", "local_scripts", "functions"):
-            fields[name] = tuple(fields[name])  # type: ignore[arg-type]  # json lists
-        return ScriptDependencies(**fields)  # type: ignore[arg-type]  # json
+            fields[name] = tuple(fields[name])
+        return ScriptDependencies(**fields)
     deps = script_dependencies(script.prepared.text)
     cache.put(key, {
         "commands": list(deps.commands), "dynamic": list(deps.dynamic),
@@ -307,12 +231,28 @@ def build_project(
     started = time.perf_counter()
     root = project.root
     settings = project.settings
+    config_path = _config_path(project)
+    options = {
+        "maestro": __version__,
+        "entry": str(project.entry),
+        "config": str(config_path),
+        "shellcheck": shellcheck,
+        "procinfo": write_procinfo,
+    }
+    previous = load_unchanged(root, options=options)
+    if previous is not None:
+        return replace(
+            previous,
+            scripts_checked=0,
+            scripts_cached=previous.scripts_checked + previous.scripts_cached,
+            seconds=time.perf_counter() - started,
+        )
     discovery = project_modules(project.entry, root=root)
     findings: list[Finding] = [
         Finding(path, None, None, Severity.ERROR, f"cannot be analysed: {reason}", "maestro")
         for path, reason in discovery.unparsable
     ]
-    config, config_findings = _load_config(project)
+    config, config_findings = _load_config(config_path)
     findings += config_findings
     references = find_references(discovery.modules)
     if not config_findings:
@@ -327,7 +267,7 @@ def build_project(
             for problem in site.problems
         ]
     scripts = _prepare_scripts(sites, discovery.modules)
-    cache = _Cache(root / CACHE_FILE)
+    cache = ScriptCache(root)
     checked = 0
     if shellcheck and scripts:
         results, checked = _run_shellcheck(scripts, cache, settings)
@@ -362,7 +302,7 @@ def build_project(
             atomic_write_text(procinfo, text)
     write_manifest(root, discovery.modules, references)
     findings.sort(key=lambda f: (str(f.file or ""), f.line or 0, f.col or 0, f.code))
-    return BuildResult(
+    result = BuildResult(
         root=root,
         sites=tuple(reports),
         findings=tuple(findings),
@@ -371,3 +311,13 @@ def build_project(
         procinfo=procinfo,
         seconds=time.perf_counter() - started,
     )
+    read = [module.path for module in discovery.modules]
+    read += [path for path, _ in discovery.unparsable]
+    read += [site.script_file for site in sites if site.script_file is not None]
+    read += [root / "pyproject.toml", *([config_path] if config_path else [])]
+    if config is not None:
+        read += [path for paths in config.inputs.values() for path in paths]
+    if procinfo is not None:
+        read.append(procinfo)
+    save_state(root, options=options, files=read, result=result)
+    return result

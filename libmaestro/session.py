@@ -76,6 +76,11 @@ class Session:
         self._running: dict[JobHandle, Backend] = {}
         self._backends: dict[ExecutorConfig, Backend] = {}
         self._stopping = False
+        self._stopped: set[JobHandle] = set()
+        # Held for a whole stop(), so a second caller returns only once the first one's jobs are
+        # really gone: `@main` must not exit while the signal handler's thread is still within
+        # its grace period, or what ignores SIGTERM would never get the SIGKILL.
+        self._stop_lock = threading.Lock()
 
     @classmethod
     def create(
@@ -141,17 +146,35 @@ class Session:
         with self._lock:
             self._running.pop(handle, None)
 
+    def request_stop(self) -> None:
+        """Mark the session as stopping, so nothing new starts; safe to call in a signal handler.
+
+        It takes no lock (the interrupted thread may hold it); assigning a bool is atomic, and
+        `stop()` sets the flag again under the lock before it cancels anything.
+        """
+        self._stopping = True
+
     def stop(self, *, grace: float = 3.0) -> int:
-        """Start nothing new and stop every running job's process tree. Returns how many."""
-        with self._lock:
-            self._stopping = True
-            running = dict(self._running)
-        by_backend: dict[int, tuple[Backend, list[JobHandle]]] = {}
-        for handle, backend in running.items():
-            by_backend.setdefault(id(backend), (backend, []))[1].append(handle)
-        for backend, handles in by_backend.values():
-            backend.cancel(handles, grace=grace)
-        return len(running)
+        """Start nothing new and stop every running job's process tree.
+
+        Returns:
+            How many jobs this session has stopped so far, over every call. Several callers may
+            stop one session (the signal handler's thread and `@main`'s clean-up); counting only
+            this call's jobs would report 0 for jobs another caller was already stopping.
+        """
+        self._stopping = True  # before waiting for another stop(), so nothing new starts
+        with self._stop_lock:
+            with self._lock:
+                self._stopping = True
+                running = dict(self._running)
+                self._stopped.update(running)
+            by_backend: dict[int, tuple[Backend, list[JobHandle]]] = {}
+            for handle, backend in running.items():
+                by_backend.setdefault(id(backend), (backend, []))[1].append(handle)
+            for backend, handles in by_backend.values():
+                backend.cancel(handles, grace=grace)
+            with self._lock:
+                return len(self._stopped)
 
     def emit(self, event: ProcessEvent) -> None:
         for listener in list(self.listeners):

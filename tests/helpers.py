@@ -51,7 +51,9 @@ def shown(result: subprocess.CompletedProcess[str]) -> str:
     return f"exit {result.returncode}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
 
 
-def wait_for(condition: Callable[[], bool], *, timeout: float = 10, what: str = "condition") -> None:
+def wait_for(
+    condition: Callable[[], bool], *, timeout: float = 10, what: str = "condition"
+) -> None:
     """Poll `condition` until it holds; fail the test after `timeout` seconds."""
     deadline = time.monotonic() + timeout
     while not condition():

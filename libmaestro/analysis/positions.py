@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import ast
 import bisect
+import functools
 import re
 import unicodedata
 from collections.abc import Sequence
@@ -69,6 +70,12 @@ class _Lines:
         return self.starts[line - 1] + char_column
 
 
+@functools.lru_cache(maxsize=8)
+def _lines_of(source: str) -> _Lines:
+    """The line table of a module, kept because a build asks for every literal of one module."""
+    return _Lines(source)
+
+
 def text_positions(text: str) -> list[Position]:
     """The (line, column) of every character of `text`, for scripts read from their own file.
 
@@ -97,7 +104,7 @@ def literal_char_positions(source: str, node: ast.expr) -> list[Position] | None
         return None
     if node.end_lineno is None or node.end_col_offset is None:
         return None
-    lines = _Lines(source)
+    lines = _lines_of(source)
     try:
         start = lines.offset(node.lineno, _char_column(source, lines, node.lineno, node.col_offset))
         end = lines.offset(

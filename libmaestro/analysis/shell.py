@@ -154,7 +154,7 @@ class _Found:
             _walk_bashlex(bashlex.parse(prepared), prepared, quoted_heredocs, attempt, depth)
         # bashlex also fails with internal errors (AttributeError, IndexError, ...) on input it
         # does not expect; any failure means "use the fallback", never "give up".
-        except Exception as exc:  # noqa: BLE001 - see above
+        except Exception as exc:
             self.note(_failure_note(exc, prepared))
             self.fallback(text, depth=depth)
         else:

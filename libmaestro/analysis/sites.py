@@ -119,96 +119,85 @@ def _string_list(node: ast.expr | None) -> tuple[str, ...]:
     return ()
 
 
-class _Scopes(ast.NodeVisitor):
-    """Which function encloses each call, and simple `x = executor("lit")` bindings."""
-
-    def __init__(self) -> None:
-        self.enclosing: dict[int, ast.FunctionDef | ast.AsyncFunctionDef] = {}
-        self._stack: list[ast.FunctionDef | ast.AsyncFunctionDef] = []
-
-    def _function(self, node: ast.FunctionDef | ast.AsyncFunctionDef) -> None:
-        self._stack.append(node)
-        self.generic_visit(node)
-        self._stack.pop()
-
-    visit_FunctionDef = _function
-    visit_AsyncFunctionDef = _function
-
-    def visit_Call(self, node: ast.Call) -> None:
-        if self._stack:
-            self.enclosing[id(node)] = self._stack[-1]
-        self.generic_visit(node)
+_Function = ast.FunctionDef | ast.AsyncFunctionDef
 
 
-def _exe_links(tree: ast.Module, executors: dict[int, str]) -> dict[str, str]:
+@dataclass(slots=True)
+class _Facts:
+    """What one pass over a module collects for its sites (one pass: this runs on every build)."""
+
+    enclosing: dict[int, _Function] = field(default_factory=dict)  # id(call) -> function
+    assigned: dict[str, list[ast.expr]] = field(default_factory=dict)  # name -> values
+    assigned_from: dict[int, list[str]] = field(default_factory=dict)  # id(value) -> names
+    top_level: set[str] = field(default_factory=set)
+    exe_calls: list[ast.Call] = field(default_factory=list)  # `<receiver>.exe(<name>)`
+
+
+def _facts(tree: ast.Module) -> _Facts:
+    facts = _Facts()
+    for statement in tree.body:
+        if isinstance(statement, ast.Assign):
+            facts.top_level.update(t.id for t in statement.targets if isinstance(t, ast.Name))
+    stack: list[tuple[ast.AST, _Function | None]] = [(tree, None)]
+    while stack:
+        node, function = stack.pop()
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            function = node
+        elif isinstance(node, ast.Call):
+            if function is not None:
+                facts.enclosing[id(node)] = function
+            func = node.func
+            if (
+                isinstance(func, ast.Attribute)
+                and func.attr == "exe"
+                and len(node.args) == 1
+                and isinstance(node.args[0], ast.Name)
+            ):
+                facts.exe_calls.append(node)
+        elif isinstance(node, ast.Assign):
+            names = [t.id for t in node.targets if isinstance(t, ast.Name)]
+            facts.assigned_from.setdefault(id(node.value), []).extend(names)
+            for name in names:
+                facts.assigned.setdefault(name, []).append(node.value)
+        elif isinstance(node, ast.AugAssign | ast.AnnAssign) and isinstance(node.target, ast.Name):
+            facts.assigned.setdefault(node.target.id, []).append(node.value or node.target)
+        stack.extend((child, function) for child in ast.iter_child_nodes(node))
+    return facts
+
+
+def _exe_links(facts: _Facts, executors: dict[int, str]) -> dict[str, str]:
     """Variable holding a Process -> executor literal, from `<executor>.exe(<variable>)`.
 
     `executors` maps id(call) of each `executor("lit")` call to its literal. Bindings are
     module-wide by name (no flow analysis): enough for the seed's straight-line style.
     """
-    bound: dict[str, str] = {}
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Assign) and isinstance(node.value, ast.Call):
-            literal = executors.get(id(node.value))
-            if literal is not None:
-                for target in node.targets:
-                    if isinstance(target, ast.Name):
-                        bound[target.id] = literal
+    bound = {
+        name: literal
+        for call_id, literal in executors.items()
+        for name in facts.assigned_from.get(call_id, ())
+    }
     links: dict[str, str] = {}
-    for node in ast.walk(tree):
-        if not (
-            isinstance(node, ast.Call)
-            and isinstance(node.func, ast.Attribute)
-            and node.func.attr == "exe"
-            and len(node.args) == 1
-            and isinstance(node.args[0], ast.Name)
-        ):
-            continue
-        receiver = node.func.value
+    for call in facts.exe_calls:
+        receiver = call.func.value if isinstance(call.func, ast.Attribute) else None
         literal = None
         if isinstance(receiver, ast.Name):
             literal = bound.get(receiver.id)
         elif isinstance(receiver, ast.Call):
             literal = executors.get(id(receiver))
-        if literal is not None:
-            links[node.args[0].id] = literal
+        argument = call.args[0]
+        if literal is not None and isinstance(argument, ast.Name):
+            links[argument.id] = literal
     return links
 
 
-def _process_variables(tree: ast.Module, calls: dict[int, ast.Call]) -> dict[int, str]:
-    """id(Process call) -> the variable it is assigned to."""
-    names: dict[int, str] = {}
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Assign) and id(node.value) in calls:
-            for target in node.targets:
-                if isinstance(target, ast.Name):
-                    names[id(node.value)] = target.id
-    return names
-
-
-def _module_constants(tree: ast.Module) -> dict[str, ast.expr]:
+def _module_constants(facts: _Facts) -> dict[str, ast.expr]:
     """Module-level names assigned exactly once, to a literal dict, list or string."""
-    assigned: dict[str, list[ast.expr]] = {}
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Assign):
-            for target in node.targets:
-                if isinstance(target, ast.Name):
-                    assigned.setdefault(target.id, []).append(node.value)
-        elif isinstance(node, (ast.AugAssign, ast.AnnAssign)) and isinstance(node.target, ast.Name):
-            assigned.setdefault(node.target.id, []).append(node.value or node.target)
-    top_level = {
-        target.id
-        for node in tree.body
-        if isinstance(node, ast.Assign)
-        for target in node.targets
-        if isinstance(target, ast.Name)
-    }
     return {
         name: values[0]
-        for name, values in assigned.items()
-        if name in top_level
+        for name, values in facts.assigned.items()
+        if name in facts.top_level
         and len(values) == 1
-        and isinstance(values[0], (ast.Dict, ast.List, ast.Tuple, ast.Constant))
+        and isinstance(values[0], ast.Dict | ast.List | ast.Tuple | ast.Constant)
     }
 
 
@@ -288,26 +277,24 @@ def _module_sites(module: ModuleSource) -> Iterator[ProcessSite]:
     wanted = [(f, c) for f, c in calls if f in {"process", "Process"}]
     if not wanted:
         return
-    scopes = _Scopes()
-    scopes.visit(module.tree)
+    facts = _facts(module.tree)
     executors = {
         id(c): name
         for f, c in calls
         if f == "executor"
         and (name := _string(call_argument(c, keyword="name", position=0))) is not None
     }
-    links = _exe_links(module.tree, executors)
-    variables = _process_variables(module.tree, {id(c): c for f, c in wanted if f == "Process"})
+    links = _exe_links(facts, executors)
     lines = module.source.split("\n")
-    constants = _module_constants(module.tree)
+    constants = _module_constants(facts)
     for function, call in wanted:
-        variable = variables.get(id(call))
+        variables = facts.assigned_from.get(id(call), []) if function == "Process" else []
         yield _site(
             module,
             function,
             call,
-            executor=links.get(variable) if variable else None,
-            enclosing=scopes.enclosing.get(id(call)),
+            executor=next((links[v] for v in variables if v in links), None),
+            enclosing=facts.enclosing.get(id(call)),
             lines=lines,
             constants=constants,
         )

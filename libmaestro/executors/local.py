@@ -34,6 +34,12 @@ class LocalBackend(Backend):
     def __init__(self, executor_name: str = "local") -> None:
         self.executor_name = executor_name
         self._running: dict[str, _Running] = {}
+        # The termination under way for each job being cancelled. Two callers may cancel one job
+        # at once (the runner's waiting thread on Ctrl-C, and the session's stop); the second
+        # must wait for the first termination, not start its own: by then the job's root may be
+        # a zombie whose children are out of reach, and a fresh terminate_tree would SIGKILL the
+        # process group at once, cutting the first one's grace period short.
+        self._cancelling: dict[str, threading.Thread] = {}
         self._lock = threading.Lock()
 
     def start(self, spec: JobSpec) -> JobHandle:
@@ -82,22 +88,29 @@ class LocalBackend(Backend):
         )
 
     def cancel(self, handles: Sequence[JobHandle], *, grace: float = 3.0) -> None:
+        threads: list[threading.Thread] = []
         with self._lock:
-            targets = [self._running.get(h.backend_id) for h in handles]
-        alive = [t for t in targets if t is not None and t.popen.returncode is None]
-        if not alive:
-            return
-        # Terminate all trees in parallel so N jobs take one grace period, not N.
-        threads = [
-            threading.Thread(
-                target=terminate_tree,
-                args=(t.popen.pid,),
-                kwargs={"create_time": t.create_time, "grace": grace},
-                daemon=True,
-            )
-            for t in alive
-        ]
-        for thread in threads:
-            thread.start()
+            for handle in dict.fromkeys(handles):
+                target = self._running.get(handle.backend_id)
+                if target is None or target.popen.returncode is not None:
+                    continue
+                thread = self._cancelling.get(handle.backend_id)
+                if thread is None:
+                    # Terminate all trees in parallel so N jobs take one grace period, not N.
+                    thread = threading.Thread(
+                        target=self._terminate,
+                        args=(handle.backend_id, target, grace),
+                        daemon=True,
+                    )
+                    self._cancelling[handle.backend_id] = thread
+                    thread.start()
+                threads.append(thread)
         for thread in threads:
             thread.join()
+
+    def _terminate(self, backend_id: str, target: _Running, grace: float) -> None:
+        try:
+            terminate_tree(target.popen.pid, create_time=target.create_time, grace=grace)
+        finally:
+            with self._lock:
+                self._cancelling.pop(backend_id, None)

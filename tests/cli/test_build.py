@@ -21,7 +21,7 @@ def project(
     files: dict[str, str] | None = None,
     pyproject: str = PYPROJECT,
     config: str = CONFIG,
-) -> Path:  # noqa: E501
+) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     (root / "pyproject.toml").write_text(pyproject)
     (root / "Maestro.toml").write_text(config)
