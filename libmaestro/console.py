@@ -82,6 +82,8 @@ def _failure_line(event: ProcessEvent) -> str:
         why = f"exit code {result.exit_code}"
     elif result is not None and result.signal is not None:
         why = f"killed by signal {result.signal}"
+    elif result is None:  # it never ran (runner.run_process: the script could not be started)
+        why = "could not start"
     else:
         why = "missing outputs"
     log = f"; stderr: {event.stderr}" if event.stderr else ""

@@ -194,10 +194,13 @@ class Process:
         for key, value in dict(outputs or {}).items():
             validate_variable(key, role="output", process=name)
             path = _as_path(value, role="output", var=key, process=name)
-            if path.is_absolute() or ".." in path.parts:
+            # `not path.parts` is "." (or "./"): the working directory itself, not an output;
+            # the runner also needs a first path part to keep inputs from taking its name.
+            if path.is_absolute() or ".." in path.parts or not path.parts:
                 raise ProcessDefinitionError(
                     f"process {name!r}: output {key!r} = {str(path)!r} must be a path relative to "
-                    "the process's working directory, without '..' (for example 'out/result.txt')"
+                    "the process's working directory, without '..' and naming a file or "
+                    "directory in it (for example 'out/result.txt')"
                 )
             checked_outputs[key] = path
         checked_args: dict[str, str] = {}
@@ -254,13 +257,24 @@ class ProcessOutputs(Sequence[Path]):
     def as_dict(self) -> dict[str, Path]:
         return dict(zip(self._names, self._paths, strict=False))
 
-    def __getattr__(self, name: str) -> Path:
+    def _output(self, name: str) -> Path:
         try:
             return self._paths[self._names.index(name)]
         except ValueError:
             raise AttributeError(
                 f"no output named {name!r}; this process declared {list(self._names)}"
             ) from None
+
+    def __getattr__(self, name: str) -> Path:
+        # copy and pickle look up special methods (`__setstate__`, `__deepcopy__`) on an
+        # instance whose slots are not set yet; answering through `self._names` there recursed
+        # until RecursionError, so a result could not be copied or sent to another process.
+        if name in ProcessOutputs.__slots__ or (name.startswith("__") and name.endswith("__")):
+            raise AttributeError(name)
+        return self._output(name)
+
+    def __reduce__(self) -> tuple[type[ProcessOutputs], tuple[dict[str, Path], Path]]:
+        return (ProcessOutputs, (self.as_dict(), self.workdir))
 
     @overload
     def __getitem__(self, index: int) -> Path: ...
@@ -270,7 +284,7 @@ class ProcessOutputs(Sequence[Path]):
     def __getitem__(self, index: str) -> Path: ...
     def __getitem__(self, index: int | slice | str) -> Path | Sequence[Path]:
         if isinstance(index, str):
-            return self.__getattr__(index)
+            return self._output(index)
         return self._paths[index]
 
     def __len__(self) -> int:

@@ -10,6 +10,7 @@ Everything a process leaves behind sits in its working directory, next to its ou
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -177,7 +178,23 @@ def run_process(process: Process, *, executor: ExecutorConfig, session: Session)
         stderr=workdir / STDERR_FILE,
     )
     session.emit(ProcessEvent(EventKind.STARTED, process.name, name, workdir, time.time()))
-    handle = backend.start(spec)
+    try:
+        handle = backend.start(spec)
+    except OSError as exc:
+        # The kernel would not run the script, mostly because its shebang names an interpreter
+        # that is not installed; Popen then blames the script itself ("No such file or
+        # directory: .maestro.sh"), and the raw OSError reached the user as a traceback.
+        shebang = process.prepared.text.split("\n", 1)[0]
+        start_error = ProcessError(
+            f"process {process.name!r} could not be started: {exc.strerror or exc}; check that "
+            f"its first line {shebang!r} names an installed interpreter "
+            f"(working directory {workdir})",
+            process=process.name,
+            workdir=workdir,
+        )
+        failed = ProcessEvent(EventKind.FAILED, process.name, name, workdir, time.time())
+        session.emit(dataclasses.replace(failed, error=start_error))
+        raise start_error from exc
     if not session.track(handle, backend):
         backend.cancel([handle])  # stop() ran between our check and the start
     result = _wait(backend, handle, session, process, workdir, name)

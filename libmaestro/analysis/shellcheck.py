@@ -13,10 +13,13 @@ How the scripts are checked, and why:
 - Maestro injects inputs, outputs and args as environment variables, which ShellCheck cannot
   see: `"$bam"` alone would raise SC2154 "referenced but not assigned". A prelude line
   `: "${bam:=}" "${out:=}"` declares them. It counts as both an assignment and a use, so it
-  neither silences nor raises anything else (checked with ShellCheck 0.11: no SC2034 for an
-  unused declared variable, no SC2154 when one is used, no SC2223 because it is quoted). It goes
-  after the shebang *and after any leading comment block*, because a `# shellcheck disable=`
-  directive applies to the whole file only while no command precedes it.
+  raises nothing itself (checked with ShellCheck 0.11: no SC2034 for an unused declared
+  variable, no SC2223 because it is quoted, no SC2178/SC2128 when the script later makes the
+  variable an array). Besides SC2154 for the declared names it silences only SC2034 for a
+  script's own unused assignment to a declared name, which is right: the variable is exported
+  and may be read by the commands the script runs. It goes after the shebang *and after any
+  leading comment block*, because a `# shellcheck disable=` directive applies to the whole
+  file only while no command precedes it.
 - Output is `-f json1`. Its columns count characters, a tab counting as one, unlike `-f json`
   which expands tabs to multiples of 8 (measured with ShellCheck 0.11: for `\\techo $x` json1
   says column 7 and json 14; non-ASCII characters count as one too, in any locale). Character

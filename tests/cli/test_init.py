@@ -52,11 +52,13 @@ def test_init_default_scaffold_computes_the_right_summary(
 
 
 def test_init_refuses_a_non_empty_directory(maestro, tmp_path: Path) -> None:
-    (tmp_path / "notes.txt").write_text("mine")
-    result = maestro("init", str(tmp_path))
+    target = tmp_path / "mine"
+    target.mkdir()
+    (target / "notes.txt").write_text("mine")
+    result = maestro("init", str(target))
     assert result.exit_code == 2, shown(result)
     assert "not empty" in result.output and "--force" in result.output
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+    assert sorted(p.name for p in target.iterdir()) == ["notes.txt"]
 
 
 def test_init_force_keeps_existing_files(maestro, tmp_path: Path) -> None:
