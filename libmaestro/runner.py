@@ -10,7 +10,6 @@ Everything a process leaves behind sits in its working directory, next to its ou
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import signal
@@ -19,7 +18,7 @@ from pathlib import Path
 
 from libmaestro._fs import tail_lines, write_new_file
 from libmaestro.config.model import ExecutorConfig
-from libmaestro.errors import ProcessError, ProcessInterruptedError
+from libmaestro.errors import ProcessDefinitionError, ProcessError, ProcessInterruptedError
 from libmaestro.executors.base import Backend
 from libmaestro.jobs import JobHandle, JobResult, JobSpec
 from libmaestro.process import Process, ProcessOutputs
@@ -145,7 +144,8 @@ def run_process(process: Process, *, executor: ExecutorConfig, session: Session)
     """Run `process` with `executor` in `session` and return its verified outputs.
 
     Raises:
-        ProcessDefinitionError: the name was already used in this session.
+        ProcessDefinitionError: the name was already used in this session, or an output is
+            named like one of maestro's own files.
         StagingError: an input is missing or cannot be staged.
         ProcessError: the script failed or did not write every declared output.
         ProcessInterruptedError: the session is stopping (Ctrl-C, SIGTERM, abort).
@@ -158,6 +158,17 @@ def run_process(process: Process, *, executor: ExecutorConfig, session: Session)
             workdir=session.directory / process.name,
         )
     backend = session.backend(executor)
+    # An output named like one of maestro's own files would be overwritten by it (or overwrite
+    # it) and still "exist" at the end, so the run would succeed with the wrong content.
+    own_files = {SCRIPT_FILE, STDOUT_FILE, STDERR_FILE, STATUS_FILE}
+    clashes = [
+        f"{var} = {rel}" for var, rel in process.outputs.items() if rel.parts[0] in own_files
+    ]
+    if clashes:
+        raise ProcessDefinitionError(
+            f"process {process.name!r}: output {', '.join(clashes)} uses a name that maestro "
+            f"keeps for its own files ({', '.join(sorted(own_files))}); choose another name"
+        )
     check_inputs_exist(process.name, process.inputs)
     workdir = session.claim(process.name)
     reserved = {rel.parts[0] for rel in process.outputs.values()}
@@ -192,8 +203,11 @@ def run_process(process: Process, *, executor: ExecutorConfig, session: Session)
             process=process.name,
             workdir=workdir,
         )
-        failed = ProcessEvent(EventKind.FAILED, process.name, name, workdir, time.time())
-        session.emit(dataclasses.replace(failed, error=start_error))
+        session.emit(
+            ProcessEvent(
+                EventKind.FAILED, process.name, name, workdir, time.time(), error=start_error
+            )
+        )
         raise start_error from exc
     if not session.track(handle, backend):
         backend.cancel([handle])  # stop() ran between our check and the start

@@ -80,9 +80,9 @@ def generate(root: Path, sites: int, modules: int) -> list[str]:
 def prepared_scripts(root: Path, sites: int) -> Path:
     """The scripts as maestro prepares them, as files: the floor's input."""
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-    from libmaestro.analysis import project_modules  # noqa: PLC0415 - after sys.path
-    from libmaestro.analysis.sites import find_sites  # noqa: PLC0415
-    from libmaestro.process import prepare_script  # noqa: PLC0415
+    from libmaestro.analysis import project_modules
+    from libmaestro.analysis.sites import find_sites
+    from libmaestro.process import prepare_script
 
     found = find_sites(project_modules(root / "workflow.py", root=root).modules)
     assert len(found) == sites, len(found)
@@ -103,7 +103,9 @@ def timed(argv: list[str], cwd: Path) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--sites", type=int, default=1000)
     parser.add_argument("--modules", type=int, default=20)
     parser.add_argument("--markdown", action="store_true")
@@ -127,9 +129,13 @@ def main() -> None:
     for name, value in figures.items():
         print(f"{name:10s} {value:6.2f} s", file=sys.stderr)
     if options.markdown:
-        print(f"Machine: {platform.node()}, {os.cpu_count()} cores, Python {platform.python_version()}")
+        print(
+            f"Machine: {platform.node()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+        )
         print()
-        print("| sites | ShellCheck alone (floor) | maestro build, cold | ÷ floor | no change | one script edited |")
+        print(
+            "| sites | ShellCheck alone (floor) | maestro build, cold | ÷ floor | no change | one script edited |"
+        )
         print("|---:|---:|---:|---:|---:|---:|")
         print(
             f"| {options.sites} | {floor:.2f} s | {cold:.2f} s | {cold / floor:.2f}× | "

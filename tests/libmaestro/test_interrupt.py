@@ -137,7 +137,7 @@ def assert_no_leftovers(token: str) -> None:
     try:
         wait_for(lambda: not processes_with(token), timeout=3, what="the jobs to disappear")
     except AssertionError:
-        left = [" ".join(p.cmdline()) for p in processes_with(token)]
+        left = [" ".join(p.info["cmdline"] or ()) for p in processes_with(token)]
         raise AssertionError(f"processes left behind: {left}") from None
 
 
@@ -160,8 +160,8 @@ def test_interrupt_sigint_to_group_stops_whole_tree(
     os.killpg(proc.pid, signal.SIGINT)
     code, output, took = finish(proc)
     assert code == EXIT_INTERRUPTED, output
-    assert took < EXIT_DEADLINE, output
-    assert "interrupted" in output
+    assert took < 8, output  # the grace period before SIGKILL is 3 s
+    assert "interrupted; stopped 1 running process(es)" in output
     assert "main returned" not in output
     assert "Traceback" not in output
     assert_no_leftovers(token)
@@ -205,6 +205,7 @@ def test_interrupt_fan_out_starts_nothing_new_and_leaves_no_orphans(
     code, output, _ = finish(proc)
     assert code == EXIT_INTERRUPTED, output
     assert started() == 2, f"{started()} processes started\n{output}"
+    assert "interrupted; stopped 2 running process(es)" in output
     assert "main returned" not in output
     assert "Traceback" not in output
     assert_no_leftovers(token)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import pickle
 import subprocess
 from pathlib import Path
 
@@ -79,7 +81,7 @@ def test_process_variable_in_two_roles_is_rejected(tmp_path: Path) -> None:
 # --- outputs, inputs, args -----------------------------------------------------------------
 
 
-@pytest.mark.parametrize("path", ["/abs/out.txt", "../out.txt", "a/../../b", "a/.."])
+@pytest.mark.parametrize("path", ["/abs/out.txt", "../out.txt", "a/../../b", "a/..", ".", "./"])
 def test_process_output_outside_workdir_is_rejected(path: str) -> None:
     with pytest.raises(ProcessDefinitionError, match="relative to the process's working directory"):
         make(outputs={"out": path})
@@ -215,3 +217,16 @@ def test_process_outputs_equal_to_list(outputs: ProcessOutputs, tmp_path: Path) 
     assert outputs == (tmp_path / "a.bam", tmp_path / "a.bai", tmp_path)
     assert outputs != [tmp_path / "a.bam", tmp_path]
     assert repr(outputs) == repr([str(tmp_path / "a.bam"), str(tmp_path / "a.bai"), str(tmp_path)])
+
+
+@pytest.mark.parametrize(
+    "clone", [copy.copy, copy.deepcopy, lambda o: pickle.loads(pickle.dumps(o))]
+)
+def test_process_outputs_copy_and_pickle_round_trip(clone, tmp_path: Path) -> None:
+    """A result should survive copying and pickling (e.g. returned from a process pool)."""
+    original = ProcessOutputs({"bam": tmp_path / "a.bam", "_meta": tmp_path / "m"}, tmp_path)
+    cloned = clone(original)
+    assert cloned == original
+    assert cloned.bam == tmp_path / "a.bam"
+    assert cloned._meta == cloned["_meta"] == tmp_path / "m"
+    assert cloned.workdir == tmp_path

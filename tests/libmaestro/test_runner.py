@@ -177,6 +177,22 @@ def test_runner_duplicate_name_rejected_first_run_untouched(
     assert not marker.exists()
 
 
+@pytest.mark.parametrize("path", [".maestro.json", ".maestro.sh/x", ".maestro.out"])
+def test_runner_output_named_like_maestro_file_rejected(session: Session, path: str) -> None:
+    with pytest.raises(ProcessDefinitionError, match="keeps for its own files"):
+        run("clash", 'echo mine > "$o"', outputs={"o": path})
+    assert not (session.directory / "clash").exists()
+
+
+def test_runner_missing_interpreter_is_a_process_error(session: Session) -> None:
+    with pytest.raises(ProcessError) as caught:
+        run("bad_shebang", "#!/nonexistent/interpreter\necho hi")
+    message = str(caught.value)
+    assert "'bad_shebang' could not be started" in message
+    assert "'#!/nonexistent/interpreter'" in message
+    assert caught.value.workdir == session.directory / "bad_shebang"
+
+
 # --- scripts -------------------------------------------------------------------------------
 
 
