@@ -40,6 +40,15 @@ from libmaestro.config.model import (
     StagingMode,
     TimeLimit,
 )
+from libmaestro.dataflow import (
+    Dag,
+    DagResult,
+    FanOutError,
+    Node,
+    NotRunError,
+    parallelize,
+    raise_failures,
+)
 from libmaestro.errors import (
     ConfigError,
     MaestroError,
@@ -60,7 +69,10 @@ __all__ = [
     "ConfigError",
     "Container",
     "ContainerRuntime",
+    "Dag",
+    "DagResult",
     "Executor",
+    "FanOutError",
     "Finding",
     "GenericExecutor",
     "InitResult",
@@ -69,6 +81,8 @@ __all__ = [
     "MailType",
     "Memory",
     "MemoryConfig",
+    "Node",
+    "NotRunError",
     "Process",
     "ProcessDefinitionError",
     "ProcessError",
@@ -91,6 +105,8 @@ __all__ = [
     "inputs",
     "list_templates",
     "main",
+    "parallelize",
     "process",
+    "raise_failures",
     "run_project",
 ]

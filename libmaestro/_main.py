@@ -23,8 +23,9 @@ from typing import NoReturn, ParamSpec, TypeVar
 from libmaestro.analysis import scan_project
 from libmaestro.config import ProjectConfig, find_config_file, load_config
 from libmaestro.console import Display, error_text, make_display
-from libmaestro.errors import EXIT_INTERRUPTED, MaestroError, StartupError
+from libmaestro.errors import EXIT_INTERRUPTED, MaestroError, ProjectError, StartupError
 from libmaestro.manifest import manifest_references
+from libmaestro.project import JOBS_ENV_VAR, read_pyproject
 from libmaestro.session import Session, activate
 from libmaestro.startup import check_references, project_root
 
@@ -54,6 +55,17 @@ def prepare(entry: Path) -> tuple[ProjectConfig | None, Path | None]:
     if problems:
         raise StartupError([str(p) for p in problems], config_file=config_path)
     return config, config_path
+
+
+def _max_parallel(root: Path) -> int | None:
+    """`maestro run --jobs N` (through the environment), else `[tool.maestro] max_parallel`."""
+    jobs = os.environ.get(JOBS_ENV_VAR, "")
+    if jobs:
+        if not jobs.isdigit() or int(jobs) < 1:
+            raise ProjectError(f"{JOBS_ENV_VAR}={jobs!r} must be a positive integer like 4")
+        return int(jobs)
+    settings, _ = read_pyproject(root)
+    return settings.max_parallel
 
 
 @contextmanager
@@ -108,7 +120,9 @@ def run_main(fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
     entry = Path(inspect.getsourcefile(fn) or sys.argv[0]).resolve()
     try:
         config, _ = prepare(entry)
-        session = Session.create(base=Path.cwd(), config=config)
+        session = Session.create(
+            base=Path.cwd(), config=config, max_parallel=_max_parallel(project_root(entry))
+        )
     except MaestroError as exc:
         if _debug():
             raise

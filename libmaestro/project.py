@@ -22,6 +22,7 @@ from libmaestro.errors import ProjectError
 from libmaestro.templates import InitResult, render_template
 
 DEFAULT_ENTRY = "workflow.py"
+JOBS_ENV_VAR = "MAESTRO_JOBS"  # `maestro run --jobs N`: overrides [tool.maestro] max_parallel
 
 
 class ProjectSettingsError(ProjectError):
@@ -36,13 +37,15 @@ class ProjectSettings:
     # ShellCheck findings below this level are not shown ("style" shows everything).
     shellcheck_severity: str = "style"
     shellcheck_exclude: frozenset[int] = frozenset()
+    # CPUs local processes may use at once; None means the machine's CPU count.
+    max_parallel: int | None = None
 
 
 _SEVERITIES = ("style", "info", "warning", "error")
 
 
 def _settings(pyproject: Path, tool: dict[str, Any]) -> ProjectSettings:
-    known = {"entry", "shellcheck_severity", "shellcheck_exclude"}
+    known = {"entry", "shellcheck_severity", "shellcheck_exclude", "max_parallel"}
     unknown = sorted(set(tool) - known)
     if unknown:
         raise ProjectSettingsError(
@@ -70,7 +73,15 @@ def _settings(pyproject: Path, tool: dict[str, Any]) -> ProjectSettings:
                 f'[2086, "SC2034"], got {exclude!r}'
             )
         codes.add(int(text))
-    return ProjectSettings(entry, severity, frozenset(codes))
+    max_parallel = tool.get("max_parallel")
+    if max_parallel is not None and (
+        isinstance(max_parallel, bool) or not isinstance(max_parallel, int) or max_parallel < 1
+    ):
+        raise ProjectSettingsError(
+            f"{pyproject}: [tool.maestro] max_parallel must be a positive integer like 4, "
+            f"got {max_parallel!r}"
+        )
+    return ProjectSettings(entry, severity, frozenset(codes), max_parallel)
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +98,7 @@ class Project:
         return self.entry.suffix == ".py"
 
 
-def _read_pyproject(root: Path) -> tuple[ProjectSettings, str | None]:
+def read_pyproject(root: Path) -> tuple[ProjectSettings, str | None]:
     pyproject = root / "pyproject.toml"
     if not pyproject.is_file():
         return ProjectSettings(), None
@@ -109,7 +120,7 @@ def find_project(target: Path) -> Project:
         raise ProjectError(f"{target} does not exist; give a project directory or a workflow file")
     if target.is_dir():
         root = target.resolve()
-        settings, name = _read_pyproject(root)
+        settings, name = read_pyproject(root)
         entry = root / settings.entry
         if not entry.is_file():
             raise ProjectError(
@@ -120,7 +131,7 @@ def find_project(target: Path) -> Project:
     entry = target.resolve()
     if entry.suffix != ".py" and not os.access(entry, os.X_OK):
         raise ProjectError(f"{target} is neither a Python workflow (.py) nor an executable")
-    settings, _ = _read_pyproject(entry.parent)
+    settings, _ = read_pyproject(entry.parent)
     return Project(root=entry.parent, entry=entry, name=entry.stem, settings=settings)
 
 
@@ -135,6 +146,7 @@ def run_project(
     program_args: Sequence[str] = (),
     config: Path | None = None,
     debug: bool = False,
+    jobs: int | None = None,
 ) -> int:
     """Run the project's workflow in the foreground and return its exit code.
 
@@ -151,6 +163,8 @@ def run_project(
         env["MAESTRO_CONFIG"] = str(config.resolve())
     if debug:
         env["MAESTRO_DEBUG"] = "1"
+    if jobs is not None:
+        env[JOBS_ENV_VAR] = str(jobs)
     child = subprocess.Popen([*command, *program_args], cwd=project.root, env=env)
 
     def forward(signum: int, frame: FrameType | None) -> None:  # noqa: ARG001

@@ -22,6 +22,7 @@ from libmaestro.errors import ProcessDefinitionError, ProcessError, ProcessInter
 from libmaestro.executors.base import Backend
 from libmaestro.jobs import JobHandle, JobResult, JobSpec
 from libmaestro.process import Process, ProcessOutputs
+from libmaestro.scheduler import StoppedError
 from libmaestro.session import EventKind, ProcessEvent, Session
 from libmaestro.staging import check_inputs_exist, stage_inputs
 
@@ -140,6 +141,54 @@ def _wait(
         session.untrack(handle)
 
 
+def _not_started(process: Process, session: Session) -> ProcessInterruptedError:
+    return ProcessInterruptedError(
+        f"process {process.name!r} was not started because the session is stopping",
+        process=process.name,
+        workdir=session.directory / process.name,
+    )
+
+
+def _execute(
+    spec: JobSpec, backend: Backend, session: Session, process: Process, executor: ExecutorConfig
+) -> JobResult:
+    """Wait for a slot (the session's CPU budget and the executor's limit), run, wait, release."""
+    name = executor.name
+    workdir = spec.workdir
+    try:
+        session.scheduler.acquire(executor)
+    except StoppedError:
+        raise _not_started(process, session) from None
+    try:
+        session.emit(ProcessEvent(EventKind.STARTED, process.name, name, workdir, time.time()))
+        try:
+            handle = backend.start(spec)
+        except OSError as exc:
+            # The kernel would not run the script, mostly because its shebang names an interpreter
+            # that is not installed; Popen then blames the script itself ("No such file or
+            # directory: .maestro.sh"), and the raw OSError reached the user as a traceback.
+            shebang = process.prepared.text.split("\n", 1)[0]
+            start_error = ProcessError(
+                f"process {process.name!r} could not be started: {exc.strerror or exc}; check that "
+                f"its first line {shebang!r} names an installed interpreter "
+                f"(working directory {workdir})",
+                process=process.name,
+                workdir=workdir,
+            )
+            session.emit(
+                ProcessEvent(
+                    EventKind.FAILED, process.name, name, workdir, time.time(), error=start_error
+                )
+            )
+            raise start_error from exc
+        if not session.track(handle, backend):
+            backend.cancel([handle])  # stop() ran between our check and the start
+        result = _wait(backend, handle, session, process, workdir, name)
+        return result
+    finally:
+        session.scheduler.release(executor)
+
+
 def run_process(process: Process, *, executor: ExecutorConfig, session: Session) -> ProcessOutputs:
     """Run `process` with `executor` in `session` and return its verified outputs.
 
@@ -152,11 +201,7 @@ def run_process(process: Process, *, executor: ExecutorConfig, session: Session)
     """
     name = executor.name
     if session.stopping:
-        raise ProcessInterruptedError(
-            f"process {process.name!r} was not started because the session is stopping",
-            process=process.name,
-            workdir=session.directory / process.name,
-        )
+        raise _not_started(process, session)
     backend = session.backend(executor)
     # An output named like one of maestro's own files would be overwritten by it (or overwrite
     # it) and still "exist" at the end, so the run would succeed with the wrong content.
@@ -188,30 +233,7 @@ def run_process(process: Process, *, executor: ExecutorConfig, session: Session)
         stdout=workdir / STDOUT_FILE,
         stderr=workdir / STDERR_FILE,
     )
-    session.emit(ProcessEvent(EventKind.STARTED, process.name, name, workdir, time.time()))
-    try:
-        handle = backend.start(spec)
-    except OSError as exc:
-        # The kernel would not run the script, mostly because its shebang names an interpreter
-        # that is not installed; Popen then blames the script itself ("No such file or
-        # directory: .maestro.sh"), and the raw OSError reached the user as a traceback.
-        shebang = process.prepared.text.split("\n", 1)[0]
-        start_error = ProcessError(
-            f"process {process.name!r} could not be started: {exc.strerror or exc}; check that "
-            f"its first line {shebang!r} names an installed interpreter "
-            f"(working directory {workdir})",
-            process=process.name,
-            workdir=workdir,
-        )
-        session.emit(
-            ProcessEvent(
-                EventKind.FAILED, process.name, name, workdir, time.time(), error=start_error
-            )
-        )
-        raise start_error from exc
-    if not session.track(handle, backend):
-        backend.cancel([handle])  # stop() ran between our check and the start
-    result = _wait(backend, handle, session, process, workdir, name)
+    result = _execute(spec, backend, session, process, executor)
     _record(workdir, session=session, process=process, executor=name, result=result)
 
     error: ProcessError | None = None

@@ -24,6 +24,7 @@ from libmaestro.errors import MaestroError, ProcessDefinitionError
 from libmaestro.executors import backend_for
 from libmaestro.executors.base import Backend
 from libmaestro.jobs import JobHandle, JobResult
+from libmaestro.scheduler import Scheduler
 
 log = logging.getLogger(__name__)
 
@@ -64,8 +65,10 @@ class Session:
         directory: Path,
         config: ProjectConfig | None = None,
         config_loader: Callable[[], ProjectConfig | None] | None = None,
+        max_parallel: int | None = None,
     ) -> None:
         self.name = name
+        self.scheduler = Scheduler(cpu_budget=max_parallel)
         self.directory = directory
         self.started_at = time.time()
         self.listeners: list[Listener] = []
@@ -89,8 +92,13 @@ class Session:
         base: Path,
         config: ProjectConfig | None = None,
         config_loader: Callable[[], ProjectConfig | None] | None = None,
+        max_parallel: int | None = None,
     ) -> Session:
-        """Make a new session directory with a fresh readable name under `base/maestro_work`."""
+        """Make a new session directory with a fresh readable name under `base/maestro_work`.
+
+        Args:
+            max_parallel: CPUs that local processes may use at once (default: the CPU count).
+        """
         root = base / WORK_DIR_NAME
         root.mkdir(parents=True, exist_ok=True)
         while True:
@@ -99,7 +107,13 @@ class Session:
                 (root / name).mkdir()  # exclusive: two runs starting at once never share one
             except FileExistsError:
                 continue
-            return cls(name=name, directory=root / name, config=config, config_loader=config_loader)
+            return cls(
+                name=name,
+                directory=root / name,
+                config=config,
+                config_loader=config_loader,
+                max_parallel=max_parallel,
+            )
 
     @property
     def config(self) -> ProjectConfig | None:
@@ -163,6 +177,7 @@ class Session:
             this call's jobs would report 0 for jobs another caller was already stopping.
         """
         self._stopping = True  # before waiting for another stop(), so nothing new starts
+        self.scheduler.stop()
         with self._stop_lock:
             with self._lock:
                 self._stopping = True

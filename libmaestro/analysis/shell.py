@@ -110,6 +110,10 @@ _EXPANSION_START = frozenset("{(_@*#?$!-")
 # so the quotes are removed before parsing, and the operator's position remembered so that the
 # body is not scanned for substitutions.
 _QUOTED_HEREDOC = re.compile(r"(?<!<)<<(-?[ \t]*)(['\"])([^'\"\s]+)\2")
+# bashlex expands `$` inside a single-quoted part of a word unless the whole word is quoted
+# (subst.py looks for the closing quote from the opening one): `-e's/$(x)//'` yields a command
+# `x`, and `-F'${'` loops forever.
+_NOTE_QUOTED_DOLLAR = "bashlex misreads '$' inside a quoted part of a word"
 _NOTE_ARITHMETIC_COMMAND = "bashlex misreads the arithmetic command '(( ))' (idank/bashlex#68)"
 
 
@@ -147,21 +151,35 @@ class _Found:
         """Analyse a whole script: with bashlex if it can, else with the fallback tokenizer."""
         if depth > _MAX_SCRIPT_DEPTH or _is_blank(text):
             return
-        prepared, quoted_heredocs = _unquote_heredoc_delimiters(text)
-        # Walk into a scratch result so a walk abandoned halfway leaves nothing behind.
-        attempt = _Found()
+        # The tokenizer runs first: it finds the input that makes bashlex loop forever or read
+        # commands out of quoted text, and its tokens are the fallback's, ready if needed.
+        lexer = _Lexer(text)
         try:
-            _walk_bashlex(bashlex.parse(prepared), prepared, quoted_heredocs, attempt, depth)
-        # bashlex also fails with internal errors (AttributeError, IndexError, ...) on input it
-        # does not expect; any failure means "use the fallback", never "give up".
-        except Exception as exc:
-            self.note(_failure_note(exc, prepared))
-            self.fallback(text, depth=depth)
+            lexer.run()
+        except _TooDeep:
+            reason = f"nested deeper than {_MAX_NESTING} levels; the innermost part was skipped"
         else:
-            self.merge(attempt)
+            reason = _NOTE_QUOTED_DOLLAR if lexer.quoted_dollar else ""
+        if not reason:
+            prepared, quoted_heredocs = _unquote_heredoc_delimiters(text)
+            # Walk into a scratch result so a walk abandoned halfway leaves nothing behind.
+            attempt = _Found()
+            try:
+                nodes = bashlex.parse(prepared)
+                _walk_bashlex(nodes, prepared, quoted_heredocs, attempt, depth)
+            # bashlex also fails with internal errors (AttributeError, IndexError, ...) on
+            # input it does not expect; any failure means "use the fallback", never "give up".
+            except Exception as exc:
+                reason = _failure_note(exc, prepared)
+            else:
+                self.merge(attempt)
+                return
+        self.note(reason)
+        for tokens in lexer.scripts:
+            _walk_tokens(tokens, self, depth)
 
     def fallback(self, text: str, *, depth: int) -> None:
-        """Analyse `text` with the tokenizer alone."""
+        """Analyse `text` with the tokenizer alone (what `script` does when bashlex fails)."""
         lexer = _Lexer(text)
         try:
             lexer.run()
@@ -463,6 +481,7 @@ class _Lexer:
         self.text = text
         self.scripts: list[list[_Token]] = []
         self._nesting = nesting
+        self.quoted_dollar = False  # see _NOTE_QUOTED_DOLLAR
         self._heredocs: list[tuple[str, bool, bool]] = []  # (delimiter, quoted, strip tabs)
 
     def run(self) -> None:
@@ -538,6 +557,7 @@ class _Lexer:
     def _word(self, i: int) -> int:
         """Index after the word starting at `i`."""
         text, n, start = self.text, len(self.text), i
+        quoted_dollar = False
         while i < n:
             c = text[i]
             if c in "<>" and text.startswith("(", i + 1):  # <( ) and >( ), even mid-word
@@ -550,7 +570,9 @@ class _Lexer:
                 i += 2
             elif c == "'":
                 end = text.find("'", i + 1)
-                i = n if end < 0 else end + 1
+                end = n if end < 0 else end
+                quoted_dollar = quoted_dollar or "$" in text[i:end] or "`" in text[i:end]
+                i = end + 1
             elif c == '"':
                 i = self._double_quoted(i + 1)
             elif c == "`":
@@ -559,6 +581,8 @@ class _Lexer:
                 i = self._dollar(i)
             else:
                 i += 1
+        if quoted_dollar and not (text[start] == "'" and text[i - 1 : i] == "'"):
+            self.quoted_dollar = True
         return max(i, start + 1)
 
     def _dollar(self, i: int) -> int:
@@ -640,6 +664,7 @@ class _Lexer:
             inner.run()
         finally:
             self.scripts.extend(inner.scripts)
+            self.quoted_dollar = self.quoted_dollar or inner.quoted_dollar
         return end + 1
 
     def _heredoc_bodies(self, i: int) -> int:

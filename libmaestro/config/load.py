@@ -55,7 +55,7 @@ CONFIG_FILE_NAME = "Maestro.toml"
 CONFIG_ENV_VAR = "MAESTRO_CONFIG"
 
 _TOP_LEVEL_KEYS = ("args", "inputs", "executor")
-_COMMON_FIELDS = ("type", "inherit", "container", "staging_mode", "modules")
+_COMMON_FIELDS = ("type", "inherit", "container", "staging_mode", "modules", "max_parallel")
 _SLURM_FIELDS = (
     "cpus",
     "memory",
@@ -70,10 +70,12 @@ _SLURM_FIELDS = (
     "additional_options",
 )
 _EXECUTOR_FIELDS = _COMMON_FIELDS + _SLURM_FIELDS
+# `cpus` is also what a Local executor's processes use (they are accounted against the machine).
+_SLURM_ONLY_FIELDS = frozenset(_SLURM_FIELDS) - {"cpus"}
 # On inheritance these are concatenated (parent's first); every other field is replaced.
 _APPENDED_FIELDS = frozenset({"modules", "additional_options"})
 # Keys users may know from the roadmap; naming them plainly beats "unknown key".
-_LATER_FIELDS = {"ssh": "remote execution over SSH", "max_parallel": "a limit on parallel jobs"}
+_LATER_FIELDS = {"ssh": "remote execution over SSH"}
 _TIME_KEYS = ("days", "hours", "minutes", "seconds")
 _MEMORY_KEYS = ("type", "amount")
 
@@ -293,6 +295,8 @@ class _Loader:
                 container=values.get("container"),
                 staging_mode=values.get("staging_mode", StagingMode.SYMLINK),
                 modules=values.get("modules", ()),
+                cpus=values.get("cpus"),
+                max_parallel=values.get("max_parallel"),
                 slurm=slurm,
                 line=self.issues.locator.line(("executor", name)),
             )
@@ -329,7 +333,7 @@ class _Loader:
                 )
             elif key not in _EXECUTOR_FIELDS:
                 self.issues.add((*keys, key), unknown_key(key, _EXECUTOR_FIELDS))
-            elif raw.type is ExecutorType.LOCAL and key in _SLURM_FIELDS:
+            elif raw.type is ExecutorType.LOCAL and key in _SLURM_ONLY_FIELDS:
                 self.issues.add((*keys, key), _slurm_only(key, 'this executor has type = "Local"'))
             else:
                 checked = _FIELD_CHECKS[key](value, (*keys, key), self.issues)
@@ -421,7 +425,7 @@ class _Resolver:
         else:
             kind = parent.type
             if kind is ExecutorType.LOCAL:
-                for key in raw.values.keys() & set(_SLURM_FIELDS):
+                for key in raw.values.keys() & _SLURM_ONLY_FIELDS:
                     reason = f'this executor inherits type "Local" from {quote(raw.inherit)}'
                     self.issues.add((*keys, key), _slurm_only(key, reason))
         values = dict(parent.values)
@@ -582,6 +586,7 @@ _FIELD_CHECKS: dict[str, Callable[[Any, Keys, Issues], Any]] = {
     "staging_mode": _staging,
     "modules": _modules,
     "cpus": positive,
+    "max_parallel": positive,
     "gpus": non_negative,
     "tasks": positive,
     "nodes": positive,

@@ -147,6 +147,8 @@ class ExecutorConfig:
     container: Container | None = None
     staging_mode: StagingMode = StagingMode.SYMLINK
     modules: tuple[str, ...] = ()
+    cpus: int | None = None  # CPUs per process; Local ones are accounted against the machine
+    max_parallel: int | None = None  # at most this many processes at once (Slurm: queued + running)
     slurm: SlurmConfig | None = None  # set exactly when type is SLURM
     line: int | None = None  # where the table starts in its file, for messages
 

@@ -25,6 +25,12 @@ def run(
             help="Use this Maestro.toml instead of the project's (MAESTRO_CONFIG).",
         ),
     ] = None,
+    jobs: Annotated[
+        int | None,
+        typer.Option(
+            "--jobs", "-j", min=1, help="CPUs local processes may use at once (default: all)."
+        ),
+    ] = None,
     no_check: Annotated[
         bool,
         typer.Option("--no-check", help="Skip the build checks (ShellCheck, config references)."),
@@ -58,6 +64,6 @@ def run(
             )
             raise typer.Exit(2)
     code = libmaestro.run_project(
-        found, program_args=cli.program_args, config=config, debug=cli.debug
+        found, program_args=cli.program_args, config=config, debug=cli.debug, jobs=jobs
     )
     raise typer.Exit(code)

@@ -147,6 +147,7 @@ def test_load_config_seed_example_parses_to_expected_dataclasses(tmp_path: Path)
                 type=ExecutorType.SLURM,
                 container=podman,
                 staging_mode=StagingMode.COPY,
+                cpus=4,
                 slurm=base_slurm,
                 line=14,
             ),
@@ -155,6 +156,7 @@ def test_load_config_seed_example_parses_to_expected_dataclasses(tmp_path: Path)
                 type=ExecutorType.SLURM,
                 container=podman,
                 staging_mode=StagingMode.COPY,
+                cpus=10,
                 slurm=inherited_slurm,
                 line=32,
             ),
@@ -700,7 +702,7 @@ def test_load_config_quoted_executor_name_in_key(tmp_path: Path) -> None:
     assert (issue.key, issue.line) == ('executor."big.node".cpus', 4)
 
 
-@pytest.mark.parametrize("field", ["ssh", "max_parallel"])
+@pytest.mark.parametrize("field", ["ssh"])
 def test_load_config_later_features_not_supported_yet(tmp_path: Path, field: str) -> None:
     issue = single_issue(tmp_path, f'[executor.x]\ntype = "Local"\n{field} = "x"\n')
 
@@ -714,16 +716,38 @@ def test_load_config_slurm_field_on_local_rejected(tmp_path: Path) -> None:
         """
         [executor.laptop]
         type = "Local"
-        cpus = 4
+        gpus = 4
         partition = "skylake"
         """,
     )
 
     assert [(i.key, i.line) for i in issues] == [
-        ("executor.laptop.cpus", 3),
+        ("executor.laptop.gpus", 3),
         ("executor.laptop.partition", 4),
     ]
-    assert issues[0].message.startswith('"cpus" is only valid for type = "Slurm"')
+    assert issues[0].message.startswith('"gpus" is only valid for type = "Slurm"')
+
+
+def test_load_config_cpus_and_max_parallel_on_any_executor(tmp_path: Path) -> None:
+    config = load_text(
+        tmp_path,
+        """
+        [executor.laptop]
+        type = "Local"
+        cpus = 2
+        max_parallel = 3
+
+        [executor.cluster]
+        type = "Slurm"
+        cpus = 8
+        max_parallel = 50
+        """,
+    )
+
+    laptop, cluster = config.executors["laptop"], config.executors["cluster"]
+    assert (laptop.cpus, laptop.max_parallel, laptop.slurm) == (2, 3, None)
+    assert (cluster.cpus, cluster.max_parallel) == (8, 50)
+    assert cluster.slurm is not None and cluster.slurm.cpus == 8
 
 
 def test_load_config_slurm_field_on_inherited_local_rejected(tmp_path: Path) -> None:
@@ -1003,7 +1027,7 @@ def test_load_config_reports_all_problems_at_once_with_lines(tmp_path: Path) -> 
 
         [executor.local]
         type = "Local"
-        cpus = 2
+        gpus = 2
 
         [executor.cluster]
         type = "Slurm"
@@ -1023,7 +1047,7 @@ def test_load_config_reports_all_problems_at_once_with_lines(tmp_path: Path) -> 
         ("colour", 1),
         ("args.sample", 4),
         ("inputs.reads", 7),
-        ("executor.local.cpus", 11),
+        ("executor.local.gpus", 11),
         ("executor.cluster.cpus", 15),
         ("executor.cluster.memory.amount", 16),
         ("executor.cluster.time", 17),

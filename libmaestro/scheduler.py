@@ -1,0 +1,196 @@
+"""One scheduler per session: bounded worker threads, and slots that bound running processes.
+
+Two separate limits, because they bound different things:
+
+- **Process slots.** Every process acquires a slot before it starts. Local processes draw on the
+  machine's CPU budget (`max_parallel`, default: the CPU count), each weighing its executor's
+  `cpus` (default 1), so two 2-CPU jobs never share a 2-core machine. Any executor may also set
+  `max_parallel`: at most that many of its processes at once (for Slurm, queued + running).
+- **Worker threads.** `parallelize` and the DAG helper run user functions on a pool shared by
+  the whole session, so nested fan-outs do not multiply threads; 10,000 items use at most
+  `workers` threads. A thread that waits for its own fan-out runs that fan-out's items itself
+  meanwhile, so nested fan-outs cannot deadlock even when every worker is busy.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from libmaestro.config.model import ExecutorConfig, ExecutorType
+
+Task = Callable[[], None]
+
+# Waits are sliced so that Ctrl-C reaches a main thread blocked here promptly.
+_WAIT_SLICE = 0.25
+
+
+class StoppedError(Exception):
+    """The scheduler is stopping: the caller must not start anything."""
+
+
+@dataclass(slots=True)
+class Batch:
+    """A group of tasks (one `parallelize` call or one DAG) that may grow while it runs."""
+
+    limit: int | None = None  # at most this many of its tasks at once (parallelize max_workers)
+    queue: deque[Task] = field(default_factory=deque)
+    expected: int = 0  # tasks that will have run when the batch is complete
+    finished: int = 0
+    running: int = 0
+    cancelled: bool = False
+
+    def claimable(self) -> bool:
+        return (
+            bool(self.queue)
+            and not self.cancelled
+            and (self.limit is None or self.running < self.limit)
+        )
+
+    @property
+    def complete(self) -> bool:
+        return self.finished >= self.expected
+
+
+class Scheduler:
+    """See the module docstring. All state is guarded by one condition variable."""
+
+    def __init__(self, *, cpu_budget: int | None = None, workers: int | None = None) -> None:
+        self.cpu_budget = max(1, cpu_budget or os.cpu_count() or 1)
+        self.workers = max(2, workers or 4 * self.cpu_budget)
+        self._cond = threading.Condition()
+        self._batches: list[Batch] = []
+        self._threads: list[threading.Thread] = []
+        self._idle = 0
+        self._cpus_in_use = 0
+        self._per_executor: dict[str, int] = {}
+        self._stopping = False
+
+    # ----------------------------------------------------------------------------- slots
+    def _weight(self, executor: ExecutorConfig) -> int:
+        if executor.type is not ExecutorType.LOCAL:
+            return 0
+        # A process asking for more CPUs than the machine has runs alone rather than never.
+        return min(max(1, executor.cpus or 1), self.cpu_budget)
+
+    def acquire(self, executor: ExecutorConfig) -> None:
+        """Block until a process of `executor` may start; StoppedError if the session stops."""
+        weight = self._weight(executor)
+        with self._cond:
+            while True:
+                if self._stopping:
+                    raise StoppedError
+                cpu_ok = self._cpus_in_use + weight <= self.cpu_budget
+                count = self._per_executor.get(executor.name, 0)
+                executor_ok = executor.max_parallel is None or count < executor.max_parallel
+                if cpu_ok and executor_ok:
+                    self._cpus_in_use += weight
+                    self._per_executor[executor.name] = count + 1
+                    return
+                self._cond.wait(_WAIT_SLICE)
+
+    def release(self, executor: ExecutorConfig) -> None:
+        with self._cond:
+            self._cpus_in_use -= self._weight(executor)
+            self._per_executor[executor.name] -= 1
+            self._cond.notify_all()
+
+    # ----------------------------------------------------------------------------- tasks
+    def open_batch(self, *, limit: int | None = None) -> Batch:
+        batch = Batch(limit=limit)
+        with self._cond:
+            self._batches.append(batch)
+        return batch
+
+    def add(self, batch: Batch, task: Task) -> None:
+        """Queue `task` in `batch`; the caller has already counted it in `batch.expected`."""
+        with self._cond:
+            if self._stopping or batch.cancelled:
+                raise StoppedError
+            batch.queue.append(task)
+            if self._idle == 0 and len(self._threads) < self.workers:
+                thread = threading.Thread(
+                    target=self._work, name=f"maestro-worker-{len(self._threads)}", daemon=True
+                )
+                self._threads.append(thread)
+                thread.start()
+            self._cond.notify_all()
+
+    def _claim(self, only: Batch | None = None) -> tuple[Batch, Task] | None:
+        batches = [only] if only is not None else self._batches
+        for batch in batches:
+            if batch.claimable():
+                batch.running += 1
+                return batch, batch.queue.popleft()
+        return None
+
+    def _run(self, batch: Batch, task: Task) -> None:
+        try:
+            task()  # tasks record their own outcome and never raise
+        finally:
+            with self._cond:
+                batch.running -= 1
+                batch.finished += 1
+                self._cond.notify_all()
+
+    def _work(self) -> None:
+        while True:
+            with self._cond:
+                claimed = self._claim()
+                while claimed is None:
+                    self._idle += 1
+                    self._cond.wait()
+                    self._idle -= 1
+                    claimed = self._claim()
+            self._run(*claimed)
+
+    def settle(self, batch: Batch) -> None:
+        """Run `batch`'s tasks in this thread too, until every task it expects has finished.
+
+        A cancelled batch settles once its running tasks have returned; the tasks it never
+        started are dropped (their callers pre-recorded them as not started).
+        """
+        try:
+            while True:
+                with self._cond:
+                    if batch.complete:
+                        return
+                    if batch.cancelled and batch.running == 0:
+                        batch.queue.clear()
+                        batch.finished = batch.expected
+                        return
+                    claimed = self._claim(batch)
+                    if claimed is None:
+                        self._cond.wait(_WAIT_SLICE)
+                        continue
+                self._run(*claimed)
+        finally:
+            with self._cond:
+                if batch.complete and batch in self._batches:
+                    self._batches.remove(batch)
+
+    def forgo(self, batch: Batch, count: int) -> None:
+        """`count` tasks that `batch` expected will never be added (their input failed)."""
+        with self._cond:
+            batch.expected -= count
+            self._cond.notify_all()
+
+    def cancel(self, batch: Batch) -> None:
+        with self._cond:
+            batch.cancelled = True
+            self._cond.notify_all()
+
+    def stop(self) -> None:
+        """Start nothing new: refuse slots, drop every queued task."""
+        with self._cond:
+            self._stopping = True
+            for batch in self._batches:
+                batch.cancelled = True
+            self._cond.notify_all()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping
