@@ -10,6 +10,7 @@ import os
 import sys
 import threading
 import time
+from dataclasses import dataclass, replace
 from typing import Protocol, TextIO
 
 from rich.console import Console, Group, RenderableType
@@ -18,6 +19,7 @@ from rich.markup import escape
 from rich.text import Text
 
 from libmaestro.errors import MaestroError
+from libmaestro.process import fanout_group
 from libmaestro.session import EventKind, ProcessEvent, Session
 
 MAX_RUNNING_SHOWN = 8
@@ -38,11 +40,23 @@ class Display(Protocol):
     def error(self, message: str) -> None: ...
 
 
+@dataclass(slots=True)
+class _Group:
+    """The processes of one fan-out (see `fanout_group`)."""
+
+    members: int = 0
+    done: int = 0
+    failed: int = 0
+    running: int = 0
+    first_started: float = 0.0
+
+
 class _Tally:
     """Counts shared by both displays; events arrive from worker threads."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
+        self.groups: dict[str, _Group] = {}
         self.running: dict[str, float] = {}
         self.succeeded = 0
         self.failed = 0
@@ -50,18 +64,28 @@ class _Tally:
         self.session: Session | None = None
         self.started = time.monotonic()
 
-    def update(self, event: ProcessEvent) -> None:
+    def update(self, event: ProcessEvent) -> _Group:
+        """Count `event`; returns the state of the process's fan-out group after it."""
         with self.lock:
+            group = self.groups.setdefault(fanout_group(event.process), _Group())
             if event.kind is EventKind.STARTED:
                 self.running[event.process] = time.monotonic()
-                return
-            self.running.pop(event.process, None)
+                group.members += 1
+                group.running += 1
+                group.first_started = group.first_started or time.monotonic()
+                return group
+            if self.running.pop(event.process, None) is not None:
+                group.running -= 1
             if event.kind is EventKind.SUCCEEDED:
                 self.succeeded += 1
+                group.done += 1
             elif event.kind is EventKind.FAILED:
                 self.failed += 1
+                group.failed += 1
             else:
                 self.interrupted += 1
+                group.failed += 1
+            return group
 
     def summary(self) -> str:
         parts = [f"{self.succeeded} succeeded"]
@@ -149,11 +173,24 @@ class LiveDisplay:
                 "  ",
                 (f"{tally.failed} failed", "red" if tally.failed else "dim"),
             )
+            fanouts = [(label, g) for label, g in tally.groups.items() if g.members > 1]
+            fanouts = [(label, replace(g)) for label, g in fanouts]  # a consistent snapshot
         lines: list[RenderableType] = [head]
-        for name, since in running[:MAX_RUNNING_SHOWN]:
+        grouped = {label for label, _ in fanouts}
+        # Fan-outs get one line each however large they are; single processes are listed.
+        for label, group in fanouts[-MAX_RUNNING_SHOWN:]:
+            line = Text(f"  {label} ", style="bold")
+            line.append(f"{group.done}/{group.members} done", style="green")
+            if group.running:
+                line.append(f", {group.running} running", style="yellow")
+            if group.failed:
+                line.append(f", {group.failed} failed", style="red")
+            lines.append(line)
+        single = [(n, t) for n, t in running if fanout_group(n) not in grouped]
+        for name, since in single[:MAX_RUNNING_SHOWN]:
             lines.append(Text(f"  ⠿ {name}  {_seconds(now - since)}", style="yellow"))
-        if len(running) > MAX_RUNNING_SHOWN:
-            lines.append(Text(f"  … and {len(running) - MAX_RUNNING_SHOWN} more running"))
+        if len(single) > MAX_RUNNING_SHOWN:
+            lines.append(Text(f"  … and {len(single) - MAX_RUNNING_SHOWN} more running"))
         return Group(*lines)
 
     def start(self, session: Session) -> None:
@@ -167,8 +204,10 @@ class LiveDisplay:
         self.live.start()
 
     def handle(self, event: ProcessEvent) -> None:
-        self.tally.update(event)
+        group = self.tally.update(event)
         if event.kind is EventKind.SUCCEEDED:
+            if group.members > 1:
+                return  # a fan-out's progress is its line in the live view, not 1,000 lines
             duration = event.result.duration if event.result else 0.0
             self.console.print(f"[green]✓[/] {escape(event.process)} [dim]{_seconds(duration)}[/]")
         elif event.kind is not EventKind.STARTED:
@@ -179,6 +218,10 @@ class LiveDisplay:
             self.live.stop()
             self.live = None
         elapsed = _seconds(time.monotonic() - self.tally.started)
+        for label, group in self.tally.groups.items():
+            if group.members > 1:
+                failed = f", [red]{group.failed} failed[/]" if group.failed else ""
+                self.console.print(f"  {escape(label)}: {group.done}/{group.members} done{failed}")
         style = "green" if outcome == "succeeded" else "red"
         name = self.tally.session.name if self.tally.session else "-"
         self.console.print(

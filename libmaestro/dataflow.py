@@ -31,6 +31,9 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 
+_FAILURES_SHOWN = 5  # in full; the rest are counted (each has its own log anyway)
+
+
 class NotRunError(MaestroError):
     """An item or node that never ran: the session stopped, or something it needs failed."""
 
@@ -52,9 +55,13 @@ class FanOutError(ExceptionGroup, MaestroError):
 
     def __str__(self) -> str:
         lines = [self.message]
-        for exc in self.exceptions:
-            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        for exc in self.exceptions[:_FAILURES_SHOWN]:
+            text = str(exc) or type(exc).__name__
+            first, *rest = text.splitlines()
             lines.append(f"  - {first}")
+            lines.extend(f"    {line}" for line in rest)
+        if len(self.exceptions) > _FAILURES_SHOWN:
+            lines.append(f"  ... and {len(self.exceptions) - _FAILURES_SHOWN} more")
         return "\n".join(lines)
 
 

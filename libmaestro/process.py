@@ -34,6 +34,20 @@ DEFAULT_SHEBANG = "#!/bin/bash"
 MAX_NAME_LENGTH = 200
 
 
+_LAST_PART = re.compile(r"[_\-.][^_\-.]*$")
+_TRAILING_DIGITS = re.compile(r"\d+$")
+
+
+def fanout_group(name: str) -> str:
+    """The fan-out a process name most likely belongs to: its name without the varying end.
+
+    `align_S1` and `align_S2` are `align`; `p17` is `p`; `merge` stays `merge`. Fan-outs name
+    their processes after the item (`f"align_{sample}"`), so what is left is what they share.
+    """
+    group = _LAST_PART.sub("", name) if _LAST_PART.search(name) else _TRAILING_DIGITS.sub("", name)
+    return group or name
+
+
 def validate_process_name(name: str) -> str:
     """Return `name` if it is usable as a directory name inside the session, else raise."""
     problem = None
