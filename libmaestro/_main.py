@@ -26,6 +26,7 @@ from libmaestro.console import Display, error_text, make_display
 from libmaestro.errors import EXIT_INTERRUPTED, MaestroError, ProjectError, StartupError
 from libmaestro.manifest import manifest_references
 from libmaestro.project import JOBS_ENV_VAR, read_pyproject
+from libmaestro.recorder import GraphRecorder
 from libmaestro.session import Session, activate
 from libmaestro.startup import check_references, project_root
 
@@ -128,6 +129,8 @@ def run_main(fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
             raise
         _exit(display, error_text(exc), exc.exit_code)
     previous = activate(session)
+    recorder = GraphRecorder(session)
+    session.listeners.append(recorder)
     session.listeners.append(display.handle)
     display.start(session)
     try:
@@ -154,6 +157,7 @@ def run_main(fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
         raise
     finally:
         activate(previous)
+        recorder.close()
     display.finish(outcome="succeeded")
     return result
 

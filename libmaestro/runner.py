@@ -160,7 +160,12 @@ def _execute(
     except StoppedError:
         raise _not_started(process, session) from None
     try:
-        session.emit(ProcessEvent(EventKind.STARTED, process.name, name, workdir, time.time()))
+        session.emit(
+            ProcessEvent(
+                EventKind.STARTED, process.name, name, workdir, time.time(),
+                inputs=tuple(process.inputs.values()),
+            )
+        )  # fmt: skip
         try:
             handle = backend.start(spec)
         except OSError as exc:

@@ -50,6 +50,7 @@ class ProcessEvent:
     result: JobResult | None = None
     error: MaestroError | None = None
     stderr: Path | None = None
+    inputs: tuple[Path, ...] = ()  # on STARTED: the input paths, for the run's graph
 
 
 Listener = Callable[[ProcessEvent], None]
