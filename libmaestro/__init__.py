@@ -60,6 +60,19 @@ from libmaestro.errors import (
     UnsupportedError,
 )
 from libmaestro.findings import BuildResult, Finding, Severity
+from libmaestro.graph import (
+    GraphNode,
+    NodeState,
+    ProcessGraph,
+    collapse_groups,
+    find_run_graph,
+    load_graph,
+    save_graph,
+    static_graph,
+    to_dot,
+    to_mermaid,
+    to_svg,
+)
 from libmaestro.process import Process, ProcessOutputs
 from libmaestro.project import Project, find_project, init_project, run_project
 from libmaestro.templates import InitResult, list_templates
@@ -75,6 +88,7 @@ __all__ = [
     "FanOutError",
     "Finding",
     "GenericExecutor",
+    "GraphNode",
     "InitResult",
     "LocalExecutor",
     "MaestroError",
@@ -82,10 +96,12 @@ __all__ = [
     "Memory",
     "MemoryConfig",
     "Node",
+    "NodeState",
     "NotRunError",
     "Process",
     "ProcessDefinitionError",
     "ProcessError",
+    "ProcessGraph",
     "ProcessInterruptedError",
     "ProcessOutputs",
     "Project",
@@ -99,14 +115,22 @@ __all__ = [
     "UnsupportedError",
     "arg",
     "build_project",
+    "collapse_groups",
     "executor",
     "find_project",
+    "find_run_graph",
     "init_project",
     "inputs",
     "list_templates",
+    "load_graph",
     "main",
     "parallelize",
     "process",
     "raise_failures",
     "run_project",
+    "save_graph",
+    "static_graph",
+    "to_dot",
+    "to_mermaid",
+    "to_svg",
 ]

@@ -13,12 +13,12 @@ import time
 from pathlib import Path
 
 from libmaestro.graph import NodeState, ProcessGraph, save_graph
+from libmaestro.layout import GRAPH_FILE
 from libmaestro.process import fanout_group
 from libmaestro.session import EventKind, ProcessEvent, Session
 
 log = logging.getLogger(__name__)
 
-GRAPH_FILE = "graph.json"
 # At most one write per interval while running (10,000 processes must not mean 10,000 writes);
 # `close()` writes the final state.
 SAVE_INTERVAL = 1.0

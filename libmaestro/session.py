@@ -24,11 +24,10 @@ from libmaestro.errors import MaestroError, ProcessDefinitionError
 from libmaestro.executors import backend_for
 from libmaestro.executors.base import Backend
 from libmaestro.jobs import JobHandle, JobResult
+from libmaestro.layout import WORK_DIR_NAME
 from libmaestro.scheduler import Scheduler
 
 log = logging.getLogger(__name__)
-
-WORK_DIR_NAME = "maestro_work"
 
 
 class EventKind(enum.Enum):

@@ -14,7 +14,7 @@ from rich.markup import escape
 from typer.core import TyperGroup
 
 import libmaestro
-from maestro_cli.commands import build, init, run
+from maestro_cli.commands import build, dag, init, run
 from maestro_cli.context import CliContext
 
 
@@ -43,6 +43,7 @@ app = typer.Typer(
 )
 app.command("init")(init.init)
 app.command("build")(build.build)
+app.command("dag")(dag.dag)
 app.command("run")(run.run)
 
 

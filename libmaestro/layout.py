@@ -1,0 +1,6 @@
+"""Where maestro keeps things inside a project: names shared by several layers."""
+
+from __future__ import annotations
+
+WORK_DIR_NAME = "maestro_work"  # <project>/maestro_work/<session>/<process>/
+GRAPH_FILE = "graph.json"  # <session directory>/graph.json: the run's process graph
