@@ -150,7 +150,12 @@ def _resolve(value: Any, done: Mapping[str, Any]) -> Any:
     if isinstance(value, Node):
         return done[value.name]
     if isinstance(value, list | tuple | set | frozenset):
-        return type(value)(_resolve(item, done) for item in value)
+        items = [_resolve(item, done) for item in value]
+        # A NamedTuple (a sample record, say) takes its fields as separate arguments:
+        # `type(value)(items)` raised TypeError for every node given one, Nodes inside or not.
+        if isinstance(value, tuple) and hasattr(value, "_make"):
+            return value._make(items)
+        return type(value)(items)
     if isinstance(value, dict):
         return {key: _resolve(item, done) for key, item in value.items()}
     return value

@@ -26,6 +26,9 @@ Task = Callable[[], None]
 
 # Waits are sliced so that Ctrl-C reaches a main thread blocked here promptly.
 _WAIT_SLICE = 0.25
+# An idle worker exits after this long: a finished session (or a program that runs many
+# sessions, like a test suite or a notebook) must not keep `workers` threads alive for ever.
+_IDLE_EXIT = 5.0
 
 
 class StoppedError(Exception):
@@ -111,7 +114,12 @@ class Scheduler:
             if self._stopping or batch.cancelled:
                 raise StoppedError
             batch.queue.append(task)
-            if self._idle == 0 and len(self._threads) < self.workers:
+            # Spawn unless an idle worker is left for this task. `_idle` counts workers until
+            # they wake and take the lock, so comparing it with 0 let a burst of adds behind
+            # one idle worker spawn nothing: a new fan-out then ran on the threads left over
+            # from the previous one (idle + the caller), far below `workers`.
+            queued = sum(len(b.queue) for b in self._batches if not b.cancelled)
+            if self._idle < queued and len(self._threads) < self.workers:
                 thread = threading.Thread(
                     target=self._work, name=f"maestro-worker-{len(self._threads)}", daemon=True
                 )
@@ -142,9 +150,12 @@ class Scheduler:
                 claimed = self._claim()
                 while claimed is None:
                     self._idle += 1
-                    self._cond.wait()
+                    notified = self._cond.wait(_IDLE_EXIT)
                     self._idle -= 1
                     claimed = self._claim()
+                    if claimed is None and not notified:
+                        self._threads.remove(threading.current_thread())
+                        return
             self._run(*claimed)
 
     def settle(self, batch: Batch) -> None:

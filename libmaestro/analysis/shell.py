@@ -26,6 +26,7 @@ shares its name with a program hides the program everywhere in the script.
 
 from __future__ import annotations
 
+import bisect
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -34,12 +35,24 @@ from typing import Any
 import bashlex  # type: ignore[import-untyped]  # bashlex ships no type hints or stubs
 
 from libmaestro.analysis._bash_words import (
+    ARITH,
+    ASSIGNMENT,
     BUILTINS,
+    CLOSERS,
     FIND_EXEC_ACTIONS,
     KEYWORDS,
+    MAX_NESTING,
+    OP,
+    OPENERS,
+    PATTERN_ENDS,
+    REDIRECTS,
     SHELLS,
+    WORD,
     WRAPPERS,
-    Wrapper,
+    Lexer,
+    Token,
+    unquote,
+    wrapped_command,
 )
 
 __all__ = ["ScriptDependencies", "apply_declared", "script_dependencies"]
@@ -98,14 +111,9 @@ def apply_declared(detected: Sequence[str], declared: Sequence[str]) -> tuple[st
     return tuple(sorted(kept))
 
 
-# `sh -c "bash -c '...'"` and `$( $( ... ) )` nest; past these depths the rest is skipped,
-# so crafted input cannot exhaust the stack.
+# `sh -c "bash -c '...'"` nests; past this depth the rest is skipped.
 _MAX_SCRIPT_DEPTH = 8
-_MAX_NESTING = 100
 
-_ASSIGNMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\[[^\]]*\])?\+?=")
-_QUOTING = re.compile(r"[\\'\"$`]")
-_EXPANSION_START = frozenset("{(_@*#?$!-")
 # bashlex fails on a quoted here-document delimiter (`<<'EOF'`). The body is data either way,
 # so the quotes are removed before parsing, and the operator's position remembered so that the
 # body is not scanned for substitutions.
@@ -114,15 +122,14 @@ _QUOTED_HEREDOC = re.compile(r"(?<!<)<<(-?[ \t]*)(['\"])([^'\"\s]+)\2")
 # (subst.py looks for the closing quote from the opening one): `-e's/$(x)//'` yields a command
 # `x`, and `-F'${'` loops forever.
 _NOTE_QUOTED_DOLLAR = "bashlex misreads '$' inside a quoted part of a word"
-_NOTE_ARITHMETIC_COMMAND = "bashlex misreads the arithmetic command '(( ))' (idank/bashlex#68)"
+_NOTE_HEREDOC = "bashlex misreads a here-document inside a compound command"
+_NOTE_MIDWORD_PROCSUB = "bashlex does not see '<( )' or '>( )' inside a word"
+_NOTE_TOO_DEEP = f"nested deeper than {MAX_NESTING} levels; the innermost part was skipped"
+_NOTEARITHMETIC_COMMAND = "bashlex misreads the arithmetic command '(( ))' (idank/bashlex#68)"
 
 
 class _Unsupported(Exception):
     """A construct bashlex parses, but wrongly; the fallback tokenizer takes over."""
-
-
-class _TooDeep(Exception):
-    """Nesting beyond `_MAX_NESTING`; what was found so far is kept."""
 
 
 @dataclass(slots=True)
@@ -136,7 +143,7 @@ class _Found:
     notes: list[str] = field(default_factory=list)
 
     def note(self, message: str) -> None:
-        if message not in self.notes:
+        if message and message not in self.notes:
             self.notes.append(message)
 
     def merge(self, other: _Found) -> None:
@@ -153,24 +160,17 @@ class _Found:
             return
         # The tokenizer runs first: it finds the input that makes bashlex loop forever or read
         # commands out of quoted text, and its tokens are the fallback's, ready if needed.
-        lexer = _Lexer(text)
-        try:
-            lexer.run()
-        except _TooDeep:
-            reason = f"nested deeper than {_MAX_NESTING} levels; the innermost part was skipped"
-        else:
-            reason = _NOTE_QUOTED_DOLLAR if lexer.quoted_dollar else ""
+        lexer = Lexer(text).run()
+        reason = _bashlex_hazard(text, lexer)
         if not reason:
-            prepared, quoted_heredocs = _unquote_heredoc_delimiters(text)
             # Walk into a scratch result so a walk abandoned halfway leaves nothing behind.
             attempt = _Found()
             try:
-                nodes = bashlex.parse(prepared)
-                _walk_bashlex(nodes, prepared, quoted_heredocs, attempt, depth)
+                _walk_bashlex(text, attempt, depth)
             # bashlex also fails with internal errors (AttributeError, IndexError, ...) on
             # input it does not expect; any failure means "use the fallback", never "give up".
             except Exception as exc:
-                reason = _failure_note(exc, prepared)
+                reason = _failure_note(exc, text)
             else:
                 self.merge(attempt)
                 return
@@ -178,33 +178,24 @@ class _Found:
         for tokens in lexer.scripts:
             _walk_tokens(tokens, self, depth)
 
-    def fallback(self, text: str, *, depth: int) -> None:
-        """Analyse `text` with the tokenizer alone (what `script` does when bashlex fails)."""
-        lexer = _Lexer(text)
-        try:
-            lexer.run()
-        except _TooDeep:
-            self.note(f"nested deeper than {_MAX_NESTING} levels; the innermost part was skipped")
-        for tokens in lexer.scripts:
-            _walk_tokens(tokens, self, depth)
+    def fallback(self, text: str, *, depth: int, data: bool = False) -> None:
+        """Analyse `text` with the tokenizer alone.
 
-    def substitutions(self, text: str, *, depth: int) -> None:
-        """Analyse the `$( )` and backtick substitutions in data (a here-document body)."""
-        lexer = _Lexer(text)
-        try:
-            lexer.scan_body(0, len(text))
-        except _TooDeep:
-            self.note(f"nested deeper than {_MAX_NESTING} levels; the innermost part was skipped")
+        Of `data` (a here-document body) only the `$( )` and backtick substitutions count.
+        """
+        lexer = Lexer(text).run(data=data)
+        if lexer.too_deep:
+            self.note(_NOTE_TOO_DEEP)
         for tokens in lexer.scripts:
             _walk_tokens(tokens, self, depth)
 
     def command(self, words: Sequence[str], depth: int) -> None:
         """Record the command a simple command (its words as written, no redirections) runs."""
         i, n = 0, len(words)
-        while i < n and _ASSIGNMENT.match(words[i]):
+        while i < n and ASSIGNMENT.match(words[i]):
             i += 1
         while i < n:
-            name, dynamic = _unquote(words[i])
+            name, dynamic = unquote(words[i])
             if dynamic:
                 self.dynamic.add(name)
                 return
@@ -224,15 +215,15 @@ class _Found:
             wrapper = WRAPPERS.get(base)
             if wrapper is None:
                 return
-            start = _skip_options(words, i + 1, wrapper)
+            start = wrapped_command(words, i + 1, wrapper)
             if start is None:
                 return
             if wrapper.until:
                 end = start
-                while end < n and _unquote(words[end])[0] not in wrapper.until:
+                while end < n and unquote(words[end])[0] not in wrapper.until:
                     end += 1
                 words, i, n = words[start:end], 0, end - start
-                template = _unquote(words[0])[0] if n == 1 else ""
+                template = unquote(words[0])[0] if n == 1 else ""
                 # `parallel 'bwa mem ref {} | samtools sort' ::: *.fq` runs the template in a
                 # shell, so a one-word template with spaces is a script of its own.
                 if template.strip() and any(c.isspace() for c in template):
@@ -245,7 +236,7 @@ class _Found:
         """`bash -c 'SCRIPT'` (also `-ec`, `-o pipefail -c`): analyse SCRIPT."""
         k, has_c = 0, False
         while k < len(args):
-            word = _unquote(args[k])[0]
+            word = unquote(args[k])[0]
             if word in {"-o", "+o", "-O", "+O", "--rcfile", "--init-file"}:
                 k += 2
             elif len(word) > 1 and word[0] in "-+":
@@ -254,94 +245,38 @@ class _Found:
             else:
                 break
         if has_c and k < len(args):
-            self.script(_unquote(args[k])[0], depth=depth + 1)
+            self.script(unquote(args[k])[0], depth=depth + 1)
 
     def _find_exec(self, args: Sequence[str], depth: int) -> None:
         """`find ... -exec CMD {} ;` (or `+`, `-execdir`, `-ok`): record CMD."""
         k = 0
         while k < len(args):
-            if _unquote(args[k])[0] in FIND_EXEC_ACTIONS:
+            if unquote(args[k])[0] in FIND_EXEC_ACTIONS:
                 start = k = k + 1
-                while k < len(args) and _unquote(args[k])[0] not in {";", "+"}:
+                while k < len(args) and unquote(args[k])[0] not in {";", "+"}:
                     k += 1
                 self.command(args[start:k], depth)
             k += 1
 
 
-def _skip_options(words: Sequence[str], i: int, wrapper: Wrapper) -> int | None:
-    """Index of the command a wrapper runs (`words[i:]` are its arguments), or None if none."""
-    n = len(words)
-    while i < n:
-        word, dynamic = _unquote(words[i])
-        if word in wrapper.lookups:
-            return None
-        if word == "--":
-            i += 1
-            break
-        if word == "-" or (wrapper.assignments and _ASSIGNMENT.match(word)):
-            i += 1
-        elif word.startswith("--"):
-            i += 2 if word in wrapper.long_values else 1
-        elif word.startswith("-") and len(word) > 1 and not dynamic:
-            i += 1
-            for k in range(1, len(word)):
-                if word[k] in wrapper.short_values:
-                    # `-n 1` takes the next word; `-n1` carries its value.
-                    i += k == len(word) - 1
-                    break
-        else:
-            break
-    i += wrapper.positionals
-    return i if i < n and _unquote(words[i])[0] not in wrapper.until else None
-
-
-def _unquote(word: str) -> tuple[str, bool]:
-    """Quote removal: `("name", False)`, or `(word as written, True)` for an expansion."""
-    if not _QUOTING.search(word):
-        return word, False
-    out: list[str] = []
-    i, n, in_double = 0, len(word), False
-    while i < n:
-        c = word[i]
-        nxt = word[i + 1] if i + 1 < n else ""
-        if c == "\\":
-            if in_double and nxt not in '$`"\\\n':
-                out.append(c)
-            if nxt != "\n":
-                out.append(nxt)
-            i += 2
-        elif c == "'" and not in_double:
-            end = word.find("'", i + 1)
-            end = n if end < 0 else end
-            out.append(word[i + 1 : end])
-            i = end + 1
-        elif c == '"':
-            in_double = not in_double
-            i += 1
-        elif c == "$" and nxt == "'" and not in_double:  # $'\t' (ANSI-C quoting)
-            end = _ansi_c_end(word, i + 2)
-            out.append(word[i + 2 : end - 1])
-            i = end
-        elif c == "`" or (c == "$" and (nxt in _EXPANSION_START or nxt.isalnum())):
-            if word.count('"') == 2 and word[0] == word[-1] == '"':
-                return word[1:-1], True
-            return word, True
-        else:
-            out.append(c)
-            i += 1
-    return "".join(out), False
-
-
-def _ansi_c_end(text: str, i: int) -> int:
-    """Index after the `'` closing a `$'...'` string whose contents start at `i`."""
-    while i < len(text):
-        if text[i] == "\\":
-            i += 2
-        elif text[i] == "'":
-            return i + 1
-        else:
-            i += 1
-    return len(text)
+def _bashlex_hazard(text: str, lexer: Lexer) -> str:
+    """Why bashlex must not see `text` (it would misread it, or loop forever), or ""."""
+    if lexer.too_deep:
+        return _NOTE_TOO_DEEP
+    if lexer.quoted_dollar:
+        return _NOTE_QUOTED_DOLLAR
+    if lexer.midword_procsub:
+        return _NOTE_MIDWORD_PROCSUB
+    # bashlex's `_paramexpand` loops, eating memory, when a word holds no `}` after a `${`, as
+    # in a here-document inside `<( )`. A `${` closed on its own line cannot trigger it;
+    # others are rare enough to leave to the tokenizer.
+    start = text.find("${")
+    while start >= 0:
+        end = text.find("\n", start)
+        if text.find("}", start, len(text) if end < 0 else end) < 0:
+            return "'${' without '}' on its line (bashlex can loop forever on it)"
+        start = text.find("${", start + 2)
+    return ""
 
 
 def _is_blank(text: str) -> bool:
@@ -353,35 +288,34 @@ def _is_blank(text: str) -> bool:
 # --- bashlex ---------------------------------------------------------------------------------
 
 
-def _unquote_heredoc_delimiters(text: str) -> tuple[str, frozenset[int]]:
-    """`text` with `<<'EOF'` turned into `<<EOF`, and the positions of those operators."""
+def _unquote_heredoc_delimiters(text: str) -> tuple[str, tuple[int, ...]]:
+    """`text` with `<<'EOF'` turned into `<<EOF`, and the new positions of those `<<`."""
     if "<<" not in text:
-        return text, frozenset()
+        return text, ()
     parts: list[str] = []
-    positions: set[int] = set()
+    positions: list[int] = []
     length = last = 0
     for match in _QUOTED_HEREDOC.finditer(text):
         parts.append(text[last : match.start()])
         length += match.start() - last
-        positions.add(length)
+        positions.append(length)
         replacement = f"<<{match[1]}{match[3]}"
         parts.append(replacement)
         length += len(replacement)
         last = match.end()
     parts.append(text[last:])
-    return "".join(parts), frozenset(positions)
+    return "".join(parts), tuple(positions)
 
 
-def _walk_bashlex(
-    nodes: list[Any], text: str, quoted_heredocs: frozenset[int], found: _Found, depth: int
-) -> None:
-    """Record the commands in bashlex's tree for `text` (iterative: trees can be deep)."""
-    stack = list(nodes)
-    while stack:
+def _walk_bashlex(text: str, found: _Found, depth: int) -> None:
+    """Parse `text` with bashlex and record its commands; raises whatever bashlex raises."""
+    prepared, quoted_heredocs = _unquote_heredoc_delimiters(text)
+    stack = bashlex.parse(prepared)
+    while stack:  # iterative: trees can be deep
         node = stack.pop()
         kind = node.kind
         if kind == "command":
-            words = [text[p.pos[0] : p.pos[1]] for p in node.parts if p.kind in _BASHLEX_WORDS]
+            words = [prepared[p.pos[0] : p.pos[1]] for p in node.parts if p.kind in _BASHLEXWORDS]
             found.command(words, depth)
             stack.extend(node.parts)
         elif kind == "function":
@@ -389,27 +323,45 @@ def _walk_bashlex(
             stack.append(node.body)
         elif kind == "compound":
             if _is_arithmetic_command(node):
-                raise _Unsupported(_NOTE_ARITHMETIC_COMMAND)
+                raise _Unsupported(_NOTEARITHMETIC_COMMAND)
             stack.extend(node.list)
             stack.extend(node.redirects)
         elif kind == "redirect":
             if hasattr(node.output, "kind"):  # `2>&1` has an int here
                 stack.append(node.output)
             heredoc = getattr(node, "heredoc", None)
-            if heredoc is not None and node.pos[0] not in quoted_heredocs:
-                found.substitutions(heredoc.value, depth=depth)
+            if heredoc is None:
+                continue
+            # Inside `if`/`while`/`{ }` bashlex reads the body as commands and keeps only the
+            # delimiter line: the body then does not start on the line after the operator.
+            if heredoc.pos[0] != prepared.find("\n", node.output.pos[1]) + 1:
+                raise _Unsupported(_NOTE_HEREDOC)
+            if node.pos[0] not in quoted_heredocs:
+                found.fallback(heredoc.value, depth=depth, data=True)
         elif kind in ("commandsubstitution", "processsubstitution"):
-            stack.append(node.command)
+            # bashlex parses only the first line of `$( )`, so its body is analysed afresh,
+            # from the original text (quoted here-document delimiters and all).
+            start, end = (p + 2 * bisect.bisect_left(quoted_heredocs, p) for p in node.pos)
+            found.script(_substitution_body(text, start, end), depth=depth)
         elif kind == "parameter":
             # bashlex leaves `${x:-$(hostname)}` unparsed.
             value = getattr(node, "value", "")
             if "$(" in value or "`" in value:
-                found.substitutions(value, depth=depth)
+                found.fallback(value, depth=depth, data=True)
         else:  # list, pipeline, if, for, while, until, word, assignment; leaves have no parts
             stack.extend(getattr(node, "parts", ()))
 
 
-_BASHLEX_WORDS = frozenset({"word", "assignment"})
+def _substitution_body(text: str, start: int, end: int) -> str:
+    """The script inside the `$( )`, `<( )`, `>( )` or backticks at `text[start:end]`."""
+    if text[start : start + 1] == "`" and text[end - 1 : end] == "`" and end - start > 1:
+        return re.sub(r"\\([\\`$])", r"\1", text[start + 1 : end - 1])
+    if text[start : start + 2] in {"$(", "<(", ">("} and text[end - 1 : end] == ")":
+        return text[start + 2 : end - 1]
+    raise _Unsupported("bashlex misplaced a substitution")
+
+
+_BASHLEXWORDS = frozenset({"word", "assignment"})
 
 
 def _is_arithmetic_command(node: Any) -> bool:
@@ -430,7 +382,7 @@ def _is_arithmetic_command(node: Any) -> bool:
 def _failure_note(exc: Exception, text: str) -> str:
     """Say why bashlex could not analyse `text`, for `ScriptDependencies.note`."""
     message = str(exc)
-    if isinstance(exc, _Unsupported | _TooDeep):
+    if isinstance(exc, _Unsupported):
         return message
     if isinstance(exc, NotImplementedError):
         if "pattern" in message or "case" in message:
@@ -451,243 +403,7 @@ def _failure_note(exc: Exception, text: str) -> str:
     return f"bashlex failed: {type(exc).__name__}: {message}"
 
 
-# --- fallback tokenizer ----------------------------------------------------------------------
-
-_WORD, _OP, _ARITH = 0, 1, 2
-_Token = tuple[int, str]
-# Longest first, so that `;;` is not read as two `;`.
-_OPERATORS = (
-    *(";;&", ";;", ";&", "&&", "||", "|&", "&>>", "&>", ">>", ">&", ">|", "<<<", "<<-", "<<"),
-    *("<&", "<>", "<", ">", "|", "&", ";", "(", ")"),
-)
-_REDIRECTS = frozenset(op for op in _OPERATORS if op[0] in "<>" or op.startswith("&>"))
-_OPERATOR_CHARS = frozenset(";&|<>()")
-_WORD_END = frozenset(" \t\r\n;&|()")
-_FD_PREFIX = re.compile(r"\d+|\{[A-Za-z_][A-Za-z0-9_]*\}")
-# Words after which a word is in command position again (`case` and `esac` only count there).
-_OPENERS = frozenset({"if", "then", "elif", "else", "do", "while", "until", "!", "{", "coproc"})
-_CLOSERS = frozenset({"fi", "done", "}", "esac", "in"})
-_PATTERN_ENDS = frozenset({";;", ";&", ";;&"})
-
-
-class _Lexer:
-    """Split bash text into tokens, one token list per (sub)script, for `_walk_tokens`.
-
-    Every `$( )`, backtick, `<( )` and unquoted here-document substitution gets its own token
-    list in `scripts`: what a substitution runs does not depend on where it appears.
-    """
-
-    def __init__(self, text: str, nesting: int = 0) -> None:
-        self.text = text
-        self.scripts: list[list[_Token]] = []
-        self._nesting = nesting
-        self.quoted_dollar = False  # see _NOTE_QUOTED_DOLLAR
-        self._heredocs: list[tuple[str, bool, bool]] = []  # (delimiter, quoted, strip tabs)
-
-    def run(self) -> None:
-        self._script(0, nested=False)
-
-    def scan_body(self, i: int, stop: int) -> None:
-        """Lex the substitutions in `text[i:stop]`, where quotes are plain characters."""
-        text = self.text
-        while i < stop:
-            c = text[i]
-            if c == "\\":
-                i += 2
-            elif c == "$":
-                i = self._dollar(i)
-            elif c == "`":
-                i = self._backtick(i + 1)
-            else:
-                i += 1
-
-    def _script(self, i: int, *, nested: bool) -> int:
-        """Lex commands from `i`; when `nested`, up to and past the `)` that closes `$(`."""
-        tokens: list[_Token] = []
-        self.scripts.append(tokens)
-        text, n = self.text, len(self.text)
-        parens = cases = 0
-        heredoc_strip: bool | None = None  # set after `<<`/`<<-`: the next word is a delimiter
-        while i < n:
-            c = text[i]
-            if c in " \t\r":
-                i += 1
-            elif c == "\\" and text.startswith("\n", i + 1):
-                i += 2
-            elif c == "#":
-                end = text.find("\n", i)
-                i = n if end < 0 else end
-            elif c == "\n":
-                tokens.append((_OP, "\n"))
-                i += 1
-                if self._heredocs:
-                    i = self._heredoc_bodies(i)
-            elif c == ")" and nested and parens == 0 and cases == 0:
-                return i + 1
-            elif text.startswith("((", i):
-                tokens.append((_ARITH, "(("))
-                i = self._arithmetic(i + 2)
-            elif c in _OPERATOR_CHARS and not (c in "<>" and text.startswith("(", i + 1)):
-                op = next(op for op in _OPERATORS if text.startswith(op, i))
-                tokens.append((_OP, op))
-                i += len(op)
-                if op == "(":
-                    parens += 1
-                elif op == ")" and parens:
-                    parens -= 1
-                heredoc_strip = (op == "<<-") if op in {"<<", "<<-"} else None
-            else:
-                start, i = i, self._word(i)
-                word = text[start:i]
-                if i < n and text[i] in "<>" and _FD_PREFIX.fullmatch(word):
-                    continue  # the `2` of `2>&1` belongs to the redirection
-                if heredoc_strip is not None:
-                    self._heredocs.append(
-                        (_unquote(word)[0], bool(_QUOTING.search(word)), heredoc_strip)
-                    )
-                    heredoc_strip = None
-                at_command = not tokens or tokens[-1][0] == _OP or tokens[-1][1] in _OPENERS
-                if word == "case" and at_command:
-                    cases += 1
-                elif word == "esac" and cases and tokens and tokens[-1][0] == _OP:
-                    cases -= 1
-                tokens.append((_WORD, word))
-        return i
-
-    def _word(self, i: int) -> int:
-        """Index after the word starting at `i`."""
-        text, n, start = self.text, len(self.text), i
-        quoted_dollar = False
-        while i < n:
-            c = text[i]
-            if c in "<>" and text.startswith("(", i + 1):  # <( ) and >( ), even mid-word
-                i = self._nested(i + 2)
-            elif c == "(" and i > start and _ASSIGNMENT.fullmatch(text, start, i):
-                i = self._balanced(i + 1, "(", ")")  # array assignment: a=(x y)
-            elif c in _WORD_END or c in "<>":
-                break
-            elif c == "\\":
-                i += 2
-            elif c == "'":
-                end = text.find("'", i + 1)
-                end = n if end < 0 else end
-                quoted_dollar = quoted_dollar or "$" in text[i:end] or "`" in text[i:end]
-                i = end + 1
-            elif c == '"':
-                i = self._double_quoted(i + 1)
-            elif c == "`":
-                i = self._backtick(i + 1)
-            elif c == "$":
-                i = self._dollar(i)
-            else:
-                i += 1
-        if quoted_dollar and not (text[start] == "'" and text[i - 1 : i] == "'"):
-            self.quoted_dollar = True
-        return max(i, start + 1)
-
-    def _dollar(self, i: int) -> int:
-        """Index after the expansion starting with the `$` at `i`."""
-        text = self.text
-        if text.startswith("$((", i):
-            return self._arithmetic(i + 3)
-        if text.startswith("$(", i):
-            return self._nested(i + 2)
-        if text.startswith("${", i):
-            return self._balanced(i + 2, "{", "}")
-        if text.startswith("$'", i):
-            return _ansi_c_end(text, i + 2)
-        return i + 1
-
-    def _nested(self, i: int) -> int:
-        if self._nesting >= _MAX_NESTING:
-            raise _TooDeep
-        self._nesting += 1
-        try:
-            return self._script(i, nested=True)
-        finally:
-            self._nesting -= 1
-
-    def _double_quoted(self, i: int) -> int:
-        """Index after the `"` closing a string whose contents start at `i`."""
-        text, n = self.text, len(self.text)
-        while i < n:
-            c = text[i]
-            if c == "\\":
-                i += 2
-            elif c == '"':
-                return i + 1
-            elif c == "$":
-                i = self._dollar(i)
-            elif c == "`":
-                i = self._backtick(i + 1)
-            else:
-                i += 1
-        return n
-
-    def _balanced(self, i: int, opening: str, closing: str) -> int:
-        """Index after the `closing` that balances an `opening` just before `i`."""
-        text, n, depth = self.text, len(self.text), 1
-        while i < n:
-            c = text[i]
-            if c == "\\":
-                i += 2
-            elif c == "'":
-                end = text.find("'", i + 1)
-                i = n if end < 0 else end + 1
-            elif c == '"':
-                i = self._double_quoted(i + 1)
-            elif c == "`":
-                i = self._backtick(i + 1)
-            elif c == "$":
-                i = self._dollar(i)
-            else:
-                depth += (c == opening) - (c == closing)
-                i += 1
-                if depth == 0:
-                    return i
-        return n
-
-    def _arithmetic(self, i: int) -> int:
-        """Index after the `))` closing arithmetic that starts at `i`; only `$( )` counts."""
-        return min(self._balanced(i, "(", ")") + 1, len(self.text))
-
-    def _backtick(self, i: int) -> int:
-        """Lex a backtick substitution whose contents start at `i`; index after it."""
-        text, n, end = self.text, len(self.text), i
-        while end < n and text[end] != "`":
-            end += 2 if text[end] == "\\" else 1
-        if self._nesting >= _MAX_NESTING:
-            raise _TooDeep
-        # Inside backticks a backslash escapes `\`, `` ` `` and `$`; the rest is a script.
-        inner = _Lexer(re.sub(r"\\([\\`$])", r"\1", text[i:end]), self._nesting + 1)
-        try:
-            inner.run()
-        finally:
-            self.scripts.extend(inner.scripts)
-            self.quoted_dollar = self.quoted_dollar or inner.quoted_dollar
-        return end + 1
-
-    def _heredoc_bodies(self, i: int) -> int:
-        """Skip the bodies of the here-documents opened on the line just ended."""
-        text, n = self.text, len(self.text)
-        pending, self._heredocs = self._heredocs, []
-        for delimiter, quoted, strip_tabs in pending:
-            start = i
-            while i < n:
-                end = text.find("\n", i)
-                end = n if end < 0 else end
-                line = text[i:end].rstrip("\r")
-                if (line.lstrip("\t") if strip_tabs else line) == delimiter:
-                    break
-                i = end + 1
-            if not quoted:  # `$( )` in an unquoted body runs; in `<<'EOF'` it is text
-                self.scan_body(start, min(i, n))
-            end = text.find("\n", i)
-            i = n if end < 0 else end + 1
-        return i
-
-
-def _walk_tokens(tokens: list[_Token], found: _Found, depth: int) -> None:
+def _walk_tokens(tokens: list[Token], found: _Found, depth: int) -> None:
     """Record the commands in one token list: the first word of each simple command."""
     command, args, skip, pattern, case_head, test = range(6)
     words: list[str] = []
@@ -696,41 +412,41 @@ def _walk_tokens(tokens: list[_Token], found: _Found, depth: int) -> None:
         kind, text = tokens[i]
         i += 1
         if state == test:  # inside [[ ]], `<`, `(` and `&&` are not shell syntax
-            state = skip if text == "]]" and kind == _WORD else test
-        elif kind == _OP:
-            if text in _REDIRECTS:
-                i += i < n and tokens[i][0] == _WORD  # the file (or here-doc delimiter)
+            state = skip if text == "]]" and kind == WORD else test
+        elif kind == OP:
+            if text in REDIRECTS:
+                i += i < n and tokens[i][0] == WORD  # the file (or here-doc delimiter)
                 continue
             if words:
                 found.command(words, depth)
                 words = []
-            if text in _PATTERN_ENDS:
+            if text in PATTERN_ENDS:
                 state = pattern
             elif state in (pattern, case_head):
                 state = command if text == ")" and state == pattern else state
             else:
                 state = skip if text == ")" else command
-        elif kind == _ARITH:
+        elif kind == ARITH:
             state = skip if state == command else state
         elif state == args:
             words.append(text)
         elif state == command:
-            if text in _OPENERS:
+            if text in OPENERS:
                 continue
-            if text in _CLOSERS or text in {"for", "select"}:
+            if text in CLOSERS or text in {"for", "select"}:
                 state = skip
             elif text == "case":
                 state = case_head
             elif text == "[[":
                 state = test
             elif text == "function":
-                if i < n and tokens[i][0] == _WORD:
-                    found.functions.add(_unquote(tokens[i][1])[0])
+                if i < n and tokens[i][0] == WORD:
+                    found.functions.add(unquote(tokens[i][1])[0])
                     i += 1
-                if tokens[i : i + 2] == [(_OP, "("), (_OP, ")")]:
+                if tokens[i : i + 2] == [(OP, "("), (OP, ")")]:
                     i += 2
-            elif tokens[i : i + 2] == [(_OP, "("), (_OP, ")")]:
-                found.functions.add(_unquote(text)[0])
+            elif tokens[i : i + 2] == [(OP, "("), (OP, ")")]:
+                found.functions.add(unquote(text)[0])
                 i += 2
             else:
                 words, state = [text], args

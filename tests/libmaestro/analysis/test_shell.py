@@ -178,16 +178,33 @@ esac
         'n=$(( $(wc -l < "$fq") / 4 ))\necho "$n reads"\n',
         "wc",
     ),
-    case("set-pipefail-only-builtins", "set -euo pipefail\ncd \"$dir\"\nexport LC_ALL=C\n", ""),
+    case("set-pipefail-only-builtins", 'set -euo pipefail\ncd "$dir"\nexport LC_ALL=C\n', ""),
     case("xargs-options-with-values", "ls *.txt | xargs -P 4 -I {} gzip {}\n", "ls xargs gzip"),
-    case("xargs-attached-values", "find . -name '*.sam' -print0 | xargs -0 -n1 -P8 rm -f\n", "find xargs rm"),
+    case(
+        "xargs-attached-values",
+        "find . -name '*.sam' -print0 | xargs -0 -n1 -P8 rm -f\n",
+        "find xargs rm",
+    ),
     case("env-wrapper", "env LC_ALL=C sort -k1,1 in.bed > out.bed\n", "env sort"),
-    case("leading-assignment", "LC_ALL=C sort -k1,1 -k2,2n in.bed | bgzip > out.bed.gz\n", "sort bgzip"),
+    case(
+        "leading-assignment",
+        "LC_ALL=C sort -k1,1 -k2,2n in.bed | bgzip > out.bed.gz\n",
+        "sort bgzip",
+    ),
     case("time-keyword", "time samtools index x.bam\n", "samtools"),
-    case("usr-bin-time", "/usr/bin/time -f '%M KB' -o mem.txt samtools sort x.bam\n", "samtools", local_scripts=("/usr/bin/time",)),
+    case(
+        "usr-bin-time",
+        "/usr/bin/time -f '%M KB' -o mem.txt samtools sort x.bam\n",
+        "samtools",
+        local_scripts=("/usr/bin/time",),
+    ),
     case("nice-pigz", "nice -n 10 pigz -p 4 big.fastq\n", "nice pigz"),
-    case("timeout-curl", "timeout 60 curl -fsSL -o ref.fa.gz \"$url\"\n", "timeout curl"),
-    case("nohup-stdbuf", "nohup stdbuf -oL python3 train.py > log.txt 2>&1 &\n", "nohup stdbuf python3"),
+    case("timeout-curl", 'timeout 60 curl -fsSL -o ref.fa.gz "$url"\n', "timeout curl"),
+    case(
+        "nohup-stdbuf",
+        "nohup stdbuf -oL python3 train.py > log.txt 2>&1 &\n",
+        "nohup stdbuf python3",
+    ),
     case("sudo-user", "sudo -u bio -E apt-get install -y samtools\n", "sudo apt-get"),
     case("exec-command-builtins", "exec samtools view x.bam\ncommand gzip -9 x\n", "samtools gzip"),
     case(
@@ -215,7 +232,9 @@ esac
         dynamic=('"$(dirname "$0")"/helper.sh',),
     ),
     case("find-exec", "find . -name '*.bam' -exec samtools index {} \\;\n", "find samtools"),
-    case("find-execdir-plus", "find out -type f -name '*.vcf' -execdir bgzip -f {} +\n", "find bgzip"),
+    case(
+        "find-execdir-plus", "find out -type f -name '*.vcf' -execdir bgzip -f {} +\n", "find bgzip"
+    ),
     case("parallel-simple", "parallel -j 4 gzip ::: *.txt\n", "parallel gzip"),
     case(
         "parallel-quoted-template",
@@ -224,7 +243,11 @@ esac
     ),
     case("bash-c", "bash -c 'sort x | uniq -c'\n", "bash sort uniq"),
     case("sh-ec-double-quoted", 'sh -ec "zcat $f | head -n 4"\n', "sh zcat head"),
-    case("process-substitution", "cat x.fa | tee >(md5sum > x.md5) | gzip > x.fa.gz\n", "cat tee md5sum gzip"),
+    case(
+        "process-substitution",
+        "cat x.fa | tee >(md5sum > x.md5) | gzip > x.fa.gz\n",
+        "cat tee md5sum gzip",
+    ),
     case(
         "process-substitution-input",
         "paste <(cut -f1 a.tsv) <(cut -f2 b.tsv) > ab.tsv\ndiff <(sort a) <(sort b)\n",
@@ -241,7 +264,11 @@ fi
 """,
         "",
     ),
-    case("awk-sort-uniq-head", "awk -F'\\t' '{print $3}' genes.gtf | sort | uniq -c | sort -nr | head\n", "awk sort uniq head"),
+    case(
+        "awk-sort-uniq-head",
+        "awk -F'\\t' '{print $3}' genes.gtf | sort | uniq -c | sort -nr | head\n",
+        "awk sort uniq head",
+    ),
     case(
         "python-heredoc",
         """\
@@ -252,12 +279,20 @@ PY
 """,
         "python3",
     ),
-    case("rscript-e", "Rscript -e 'library(DESeq2); dds <- DESeqDataSetFromMatrix(counts)'\n", "Rscript"),
+    case(
+        "rscript-e",
+        "Rscript -e 'library(DESeq2); dds <- DESeqDataSetFromMatrix(counts)'\n",
+        "Rscript",
+    ),
     case("mkdir-cp", "mkdir -p out && cp x.bam out/\n", "mkdir cp"),
-    case("gzip-paste-fastq", "gzip -dc r.fq.gz | paste - - - - | cut -f 2 | awk '{print length}' | sort -n | uniq -c\n", "gzip paste cut awk sort uniq"),
+    case(
+        "gzip-paste-fastq",
+        "gzip -dc r.fq.gz | paste - - - - | cut -f 2 | awk '{print length}' | sort -n | uniq -c\n",
+        "gzip paste cut awk sort uniq",
+    ),
     case(
         "assignment-substitution",
-        'n=$(samtools view -c "$bam")\nmean=$(awk \'{s+=$1} END {print s/NR}\' depth.txt)\n',
+        "n=$(samtools view -c \"$bam\")\nmean=$(awk '{s+=$1} END {print s/NR}' depth.txt)\n",
         "samtools awk",
     ),
     case(
@@ -286,7 +321,7 @@ fi
     ),
     case(
         "until-loop",
-        "until curl -sf \"$url\" -o ref.fa; do sleep 5; done\n",
+        'until curl -sf "$url" -o ref.fa; do sleep 5; done\n',
         "curl sleep",
     ),
     case(
@@ -369,7 +404,9 @@ def test_corpus_is_large_and_ids_are_unique() -> None:
 
 
 def test_script_dependencies_results_are_sorted_and_unique() -> None:
-    result = script_dependencies("zcat a | sort | uniq\nsort b\n$b x\n$a y\n./z\n./y\ng() { :; }\nf() { :; }")
+    result = script_dependencies(
+        "zcat a | sort | uniq\nsort b\n$b x\n$a y\n./z\n./y\ng() { :; }\nf() { :; }"
+    )
     assert result.commands == ("sort", "uniq", "zcat")
     assert result.dynamic == ("$a", "$b")
     assert result.local_scripts == ("./y", "./z")
@@ -385,15 +422,27 @@ def test_script_dependencies_parsed_script_is_analyzed() -> None:
 @pytest.mark.parametrize(
     ("script", "commands", "note"),
     [
-        ('case "$m" in a) gzip x ;; *) bzip2 x ;; esac', ("bzip2", "gzip"), "'case' (idank/bashlex#91)"),
+        (
+            'case "$m" in a) gzip x ;; *) bzip2 x ;; esac',
+            ("bzip2", "gzip"),
+            "'case' (idank/bashlex#91)",
+        ),
         ("x=$((n + 1))\nseq 1 $x", ("seq",), "arithmetic"),
         ("(( n > 3 )) && gzip x", ("gzip",), "'(( ))' (idank/bashlex#68)"),
         ("[[ -s x.bam ]] && samtools index x.bam", ("samtools",), "'[[ ]]' (line 1)"),
         ("time bwa index ref.fa", ("bwa",), "'time'"),
-        ("a=(x y)\nls \"${a[@]}\"", ("ls",), "line 1"),
-        ("select x in a b; do gzip \"$x\"; done", ("gzip",), "'select'"),
+        ('a=(x y)\nls "${a[@]}"', ("ls",), "line 1"),
+        ('select x in a b; do gzip "$x"; done', ("gzip",), "'select'"),
     ],
-    ids=["case", "arithmetic-expansion", "arithmetic-command", "double-bracket", "time", "array", "select"],
+    ids=[
+        "case",
+        "arithmetic-expansion",
+        "arithmetic-command",
+        "double-bracket",
+        "time",
+        "array",
+        "select",
+    ],
 )
 def test_script_dependencies_unparsable_uses_fallback(
     script: str, commands: tuple[str, ...], note: str
@@ -450,7 +499,9 @@ def test_script_dependencies_heredoc_quoted_and_unquoted_same_delimiter() -> Non
 
 
 def test_script_dependencies_here_string_substitution() -> None:
-    assert script_dependencies('read -r a b <<< "$(samtools idxstats x.bam | head -1)"').commands == (
+    assert script_dependencies(
+        'read -r a b <<< "$(samtools idxstats x.bam | head -1)"'
+    ).commands == (
         "head",
         "samtools",
     )
@@ -508,7 +559,7 @@ printf '%s' x; pwd; pushd /tmp; popd; type ls; hash -r; wait; kill %1; ulimit -n
 
 def test_script_dependencies_function_shadowing_program() -> None:
     """A function named like a program hides the program (the script calls the function)."""
-    script = "samtools() { command samtools --threads 4 \"$@\"; }\nsamtools sort x\n"
+    script = 'samtools() { command samtools --threads 4 "$@"; }\nsamtools sort x\n'
     result = script_dependencies(script)
     assert result.commands == ()
     assert result.functions == ("samtools",)
@@ -575,7 +626,16 @@ def test_script_dependencies_never_raises_on_nasty_input(script: str) -> None:
 
 def test_script_dependencies_never_raises_on_random_input() -> None:
     rng = random.Random(0)
-    alphabet = list("abcxyz09 \t\n;&|()<>{}[]$`'\"\\#=*!-:/") + ["$(", "<<EOF\n", "case ", " in ", "esac", "((", "[[ ", " ]]"]
+    alphabet = list("abcxyz09 \t\n;&|()<>{}[]$`'\"\\#=*!-:/") + [
+        "$(",
+        "<<EOF\n",
+        "case ",
+        " in ",
+        "esac",
+        "((",
+        "[[ ",
+        " ]]",
+    ]
     for _ in range(200):
         script = "".join(rng.choice(alphabet) for _ in range(rng.randrange(1, 80)))
         result = script_dependencies(script)
@@ -603,7 +663,16 @@ def test_script_dependencies_speed() -> None:
         (["cat"], ["!cat", "cat"], ("cat",)),
         (["zcat", "awk"], [" !awk ", ""], ("zcat",)),
     ],
-    ids=["drop-one-add-one", "drop-all", "drop-all-add", "duplicates", "none-declared", "drop-absent", "drop-then-add", "blank-and-spaces"],
+    ids=[
+        "drop-one-add-one",
+        "drop-all",
+        "drop-all-add",
+        "duplicates",
+        "none-declared",
+        "drop-absent",
+        "drop-then-add",
+        "blank-and-spaces",
+    ],
 )
 def test_apply_declared_semantics(
     detected: list[str], declared: list[str], expected: tuple[str, ...]
