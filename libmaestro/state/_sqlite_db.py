@@ -1,0 +1,225 @@
+"""The connection, transactions and low-level row helpers of `SqliteStateStore`.
+
+See `libmaestro.state.sqlite` for why one connection behind a lock, and why ``BEGIN IMMEDIATE``.
+"""
+
+# ruff: noqa: S608  # SQL text joins only our own column lists and names; values are bound
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Self
+
+from libmaestro.state import _sqlite_schema
+from libmaestro.state._sqlite_rows import (
+    ACTIVE_STATES,
+    RUN_COLS,
+    STEP_COLS,
+    WF_COLS,
+    run_of,
+    step_of,
+    workflow_of,
+)
+from libmaestro.state.errors import (
+    StateBusyError,
+    StateConflictError,
+    StateError,
+    StateNotFoundError,
+)
+from libmaestro.state.records import Fingerprint, RunRecord, StepRecord, WorkflowRecord
+from libmaestro.state.states import RunState, StepState, WorkflowState, check_run_transition
+
+BUSY_TIMEOUT_SECONDS = 10.0
+
+
+class SqliteDatabase:
+    """One SQLite file, opened on first use, with short transactions; no I/O in the constructor."""
+
+    def __init__(self, path: Path, *, busy_timeout: float = BUSY_TIMEOUT_SECONDS) -> None:
+        self.path = Path(path)
+        self.busy_timeout = busy_timeout
+        self._lock = threading.RLock()
+        self._conn: sqlite3.Connection | None = None
+        self._pid = 0
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({str(self.path)!r})"
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the connection (the store reopens on next use)."""
+        with self._lock:
+            if self._conn is not None and self._pid == os.getpid():
+                self._conn.close()
+            self._conn = None
+
+    # --- connection and transactions -------------------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        if self._conn is not None and self._pid == os.getpid():
+            return self._conn
+        # After fork the parent's connection must not be used, nor closed, by the child.
+        self._conn = None
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(
+            self.path, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False
+        )
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000):d}")
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = NORMAL")
+            conn.execute("PRAGMA foreign_keys = ON")
+            _sqlite_schema.migrate(conn, self.path)
+        except BaseException:
+            conn.close()
+            raise
+        self._conn, self._pid = conn, os.getpid()
+        return conn
+
+    def _error(self, exc: sqlite3.Error) -> StateError:
+        text = str(exc)
+        if "locked" in text or "busy" in text:
+            return StateBusyError(
+                f"the state store {self.path} stayed locked by another process for more than "
+                f"{self.busy_timeout:g} s; try again, or check for a stuck maestro process"
+            )
+        if isinstance(exc, sqlite3.DatabaseError) and "not a database" in text:
+            return StateError(f"{self.path} is not a maestro state store ({text})")
+        return StateError(f"the state store {self.path} failed: {text}")
+
+    @contextlib.contextmanager
+    def _transaction(self, mode: str) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            try:
+                conn = self._connect()
+                conn.execute(f"BEGIN {mode}")
+            except sqlite3.Error as exc:
+                raise self._error(exc) from exc
+            try:
+                yield conn
+            except BaseException as exc:
+                conn.rollback()
+                if isinstance(exc, sqlite3.Error):
+                    raise self._error(exc) from exc
+                raise
+            try:
+                conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                conn.rollback()
+                raise self._error(exc) from exc
+
+    def _write(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        """One short write transaction, taking the write lock at once."""
+        return self._transaction("IMMEDIATE")
+
+    def _read(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        """One read transaction: a consistent snapshot across its queries."""
+        return self._transaction("DEFERRED")
+
+    # --- lookups used inside transactions ---------------------------------------------------
+
+    def _one(self, conn: sqlite3.Connection, sql: str, params: Sequence[Any], what: str) -> Any:
+        row = conn.execute(sql, params).fetchone()
+        if row is None:
+            raise StateNotFoundError(f"no {what} in the state store {self.path}")
+        return row
+
+    def _get_run(self, conn: sqlite3.Connection, run_id: int) -> RunRecord:
+        sql = f"SELECT {RUN_COLS} FROM runs r WHERE r.id = ?"
+        return run_of(self._one(conn, sql, (run_id,), f"run with id {run_id}"))
+
+    def _get_step(self, conn: sqlite3.Connection, step_id: int) -> StepRecord:
+        sql = f"SELECT {STEP_COLS} FROM steps s WHERE s.id = ?"
+        return step_of(self._one(conn, sql, (step_id,), f"step with id {step_id}"))
+
+    def _get_workflow(self, conn: sqlite3.Connection, workflow_id: int) -> WorkflowRecord:
+        sql = f"SELECT {WF_COLS} FROM workflows w WHERE w.id = ?"
+        return workflow_of(self._one(conn, sql, (workflow_id,), f"workflow with id {workflow_id}"))
+
+    def _running_run(self, conn: sqlite3.Connection, run_id: int, process: str) -> RunRecord:
+        run = self._get_run(conn, run_id)
+        if run.state is not RunState.RUNNING:
+            raise StateConflictError(
+                f"cannot record step {process}: run {run.attempt} has ended ({run.state.value}); "
+                "start a new run"
+            )
+        return run
+
+    def _end_run(
+        self, conn: sqlite3.Connection, run: RunRecord, state: RunState, at: float, reason: str
+    ) -> RunRecord:
+        check_run_transition(run.state, state, run=str(run.attempt))
+        conn.execute(
+            "UPDATE runs SET state = ?, ended_at = ? WHERE id = ?", (state.value, at, run.id)
+        )
+        conn.execute(
+            "UPDATE steps SET state = ?, reason = ?, ended_at = ? WHERE run_id = ? "
+            "AND state IN (?, ?)",
+            (StepState.ABORTED.value, reason, at, run.id, *ACTIVE_STATES),
+        )
+        conn.execute(
+            "UPDATE workflows SET state = ? WHERE id = ? AND latest_run_id = ?",
+            (WorkflowState.of_run(state).value, run.workflow_id, run.id),
+        )
+        return self._get_run(conn, run.id)
+
+    def _insert_step(
+        self,
+        conn: sqlite3.Connection,
+        run: RunRecord,
+        *,
+        process: str,
+        state: StepState,
+        **cols: Any,
+    ) -> int:
+        if conn.execute(
+            "SELECT 1 FROM steps WHERE run_id = ? AND process = ?", (run.id, process)
+        ).fetchone():
+            raise StateConflictError(f"step {process} is already recorded in run {run.attempt}")
+        names = ["workflow_id", "run_id", "attempt", "process", "state", *cols]
+        values = [run.workflow_id, run.id, run.attempt, process, state.value, *cols.values()]
+        sql = f"INSERT INTO steps ({', '.join(names)}) VALUES ({','.join('?' * len(names))})"
+        return int(conn.execute(sql, values).lastrowid or 0)
+
+    @staticmethod
+    def _update_step(conn: sqlite3.Connection, step_id: int, updates: Mapping[str, Any]) -> None:
+        assignments = ", ".join(f"{name} = ?" for name in updates)  # our own column names
+        conn.execute(f"UPDATE steps SET {assignments} WHERE id = ?", (*updates.values(), step_id))
+
+    def _insert_inputs(
+        self,
+        conn: sqlite3.Connection,
+        workflow_id: int,
+        step_id: int,
+        inputs: Sequence[Fingerprint],
+    ) -> None:
+        for item in inputs:
+            path = str(item.path)
+            # The newest succeeded producer of this path in the instance, if any.
+            source = conn.execute(
+                "SELECT a.id FROM artefacts a JOIN steps s ON s.id = a.step_id "
+                "WHERE a.workflow_id = ? AND a.path = ? AND a.role = 'output' "
+                "AND s.state = 'succeeded' AND a.step_id != ? ORDER BY a.id DESC LIMIT 1",
+                (workflow_id, path, step_id),
+            ).fetchone()
+            source_id = None if source is None else source[0]
+            conn.execute(
+                "INSERT INTO artefacts (workflow_id, step_id, role, path, size, mtime_ns, sha256,"
+                " source_id) VALUES (?,?,'input',?,?,?,?,?)",
+                (workflow_id, step_id, path, item.size, item.mtime_ns, item.sha256, source_id),
+            )
+            if source_id is not None:
+                conn.execute(
+                    "INSERT OR IGNORE INTO lineage (step_id, artefact_id) VALUES (?, ?)",
+                    (step_id, source_id),
+                )

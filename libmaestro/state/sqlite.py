@@ -1,0 +1,626 @@
+"""`SqliteStateStore`: the state store in one SQLite database per user, in WAL mode.
+
+Concurrency. Several processes (a run, ``maestro status``, the UI) share one file: WAL lets
+readers proceed while one writer commits, and ``busy_timeout`` makes a writer wait (10 s) for
+another instead of failing with "database is locked". Every write is one ``BEGIN IMMEDIATE``
+transaction: taking the write lock up front means a transaction never has to upgrade a read
+lock, the case in which SQLite gives up at once, whatever the timeout.
+
+Inside one process, a store holds a single connection (``check_same_thread=False``) behind a
+lock, rather than one connection per thread. SQLite admits one writer at a time anyway; a
+Python lock hands the connection over the moment it is free, where competing connections of one
+process would each sleep in SQLite's busy handler (up to 100 ms a retry), and worker threads of
+a pool would each leave a connection open. Reads are short (a page of a listing, one instance's
+steps), so serialising them costs little. A store used after ``fork`` opens a new connection.
+
+Durability. ``synchronous=NORMAL`` in WAL mode cannot corrupt the database; a power cut may
+lose the last few commits, which is the same as the run having been killed a moment earlier.
+
+SQL, JSON encoding and row decoding stay in this module and its private helpers
+(`_sqlite_db`, `_sqlite_rows`, `_sqlite_schema`); nothing outside `libmaestro.state` sees them.
+"""
+
+# ruff: noqa: S608  # SQL text joins only our own column lists and names; values are bound
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import socket
+import sqlite3
+import sys
+from collections.abc import Callable, Collection, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from libmaestro.state._sqlite_db import BUSY_TIMEOUT_SECONDS, SqliteDatabase
+from libmaestro.state._sqlite_rows import (
+    ART_COLS,
+    RUN_COLS,
+    STEP_COLS,
+    WF_COLS,
+    artefact_of,
+    last_success_of,
+    listing_filter,
+    now,
+    run_of,
+    step_of,
+    to_json,
+    workflow_of,
+)
+from libmaestro.state.aggregate import aggregate_steps, rollup_of
+from libmaestro.state.errors import (
+    StateConflictError,
+    StateTransitionError,
+)
+from libmaestro.state.records import (
+    ActionRecord,
+    AggregatedStep,
+    ArtefactRecord,
+    Fingerprint,
+    LastSuccess,
+    LineageRecord,
+    Rollup,
+    RunRecord,
+    StepRecord,
+    WorkflowRecord,
+    WorkflowSummary,
+)
+from libmaestro.state.states import (
+    Reason,
+    RunState,
+    StepState,
+    WorkflowState,
+    check_transition,
+)
+
+STORE_FILE_NAME = "state.db"
+__all__ = ["BUSY_TIMEOUT_SECONDS", "STORE_FILE_NAME", "SqliteStateStore", "default_store_path"]
+
+
+def default_store_path(environ: Mapping[str, str] | None = None) -> Path:
+    r"""Where the user's store lives: ``$MAESTRO_HOME/state.db``, else the user data directory.
+
+    The data directory is ``$XDG_DATA_HOME/maestro`` or ``~/.local/share/maestro`` on Linux,
+    ``~/Library/Application Support/maestro`` on macOS and ``%LOCALAPPDATA%\maestro`` on
+    Windows. Nothing is created.
+    """
+    env = os.environ if environ is None else environ
+    if home := env.get("MAESTRO_HOME"):
+        return Path(home).expanduser() / STORE_FILE_NAME
+    if sys.platform == "darwin":
+        base = Path.home() / "Library" / "Application Support"
+    elif sys.platform == "win32" and env.get("LOCALAPPDATA"):
+        base = Path(env["LOCALAPPDATA"])
+    else:
+        xdg = env.get("XDG_DATA_HOME", "")
+        # The XDG spec says to ignore a relative value.
+        base = Path(xdg) if xdg and Path(xdg).is_absolute() else Path.home() / ".local" / "share"
+    return base / "maestro" / STORE_FILE_NAME
+
+
+class SqliteStateStore(SqliteDatabase):
+    """The state store in the SQLite file `path` (created, with its directory, on first use).
+
+    The constructor does no I/O; the database is opened, and migrated to `SCHEMA_VERSION`,
+    by the first call that needs it. Safe to share between threads.
+    """
+
+    # --- writes ---------------------------------------------------------------------------
+
+    def create_workflow(
+        self,
+        *,
+        session: str,
+        project: str,
+        entry: str,
+        config: str = "",
+        args: Mapping[str, Any] | None = None,
+        inputs: Mapping[str, Any] | None = None,
+        user: str | None = None,
+        host: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+        created_at: float | None = None,
+    ) -> WorkflowRecord:
+        """See `StateStore.create_workflow`."""
+        tags = {str(k): str(v) for k, v in (metadata or {}).items()}
+        row = (
+            session,
+            project,
+            entry,
+            config,
+            to_json(args),
+            to_json(inputs),
+            getpass.getuser() if user is None else user,
+            socket.gethostname() if host is None else host,
+            to_json(tags),
+            now(created_at),
+            WorkflowState.PENDING.value,
+        )
+        with self._write() as conn:
+            if conn.execute("SELECT 1 FROM workflows WHERE session = ?", (session,)).fetchone():
+                raise StateConflictError(f"a session named {session!r} is already recorded")
+            cur = conn.execute(
+                "INSERT INTO workflows (session, project, entry, config, args, inputs, user, "
+                "host, metadata, created_at, state) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                row,
+            )
+            workflow_id = int(cur.lastrowid or 0)
+            conn.executemany(
+                "INSERT INTO workflow_tags (workflow_id, key, value) VALUES (?,?,?)",
+                [(workflow_id, k, v) for k, v in tags.items()],
+            )
+            return self._get_workflow(conn, workflow_id)
+
+    def start_run(
+        self,
+        workflow_id: int,
+        *,
+        pid: int,
+        pid_start_time: float | None,
+        command: Sequence[str] = (),
+        host: str | None = None,
+        started_at: float | None = None,
+    ) -> RunRecord:
+        """See `StateStore.start_run`."""
+        host = socket.gethostname() if host is None else host
+        with self._write() as conn:
+            workflow = self._get_workflow(conn, workflow_id)
+            active = conn.execute(
+                "SELECT attempt, pid, host FROM runs WHERE workflow_id = ? AND state = 'running'",
+                (workflow_id,),
+            ).fetchone()
+            if active is not None:
+                raise StateConflictError(
+                    f"session {workflow.session} is already running (run {active[0]}, pid "
+                    f"{active[1]} on {active[2]}); stop it first, or let maestro find it "
+                    "interrupted if that process is gone"
+                )
+            (last,) = conn.execute(
+                "SELECT coalesce(max(attempt), 0) FROM runs WHERE workflow_id = ?", (workflow_id,)
+            ).fetchone()
+            cur = conn.execute(
+                "INSERT INTO runs (workflow_id, attempt, state, started_at, pid, pid_start_time, "
+                "host, command) VALUES (?,?,?,?,?,?,?,?)",
+                (
+                    workflow_id,
+                    last + 1,
+                    RunState.RUNNING.value,
+                    now(started_at),
+                    pid,
+                    pid_start_time,
+                    host,
+                    to_json(list(command), "[]"),
+                ),
+            )
+            run_id = int(cur.lastrowid or 0)
+            conn.execute(
+                "UPDATE workflows SET state = ?, latest_run_id = ? WHERE id = ?",
+                (WorkflowState.RUNNING.value, run_id, workflow_id),
+            )
+            return self._get_run(conn, run_id)
+
+    def finish_run(
+        self, run_id: int, state: RunState, *, ended_at: float | None = None
+    ) -> RunRecord:
+        """See `StateStore.finish_run`."""
+        with self._write() as conn:
+            run = self._get_run(conn, run_id)
+            return self._end_run(conn, run, state, now(ended_at), Reason.RUN_ENDED)
+
+    def start_step(
+        self,
+        run_id: int,
+        *,
+        process: str,
+        state: StepState = StepState.RUNNING,
+        cache_key: str = "",
+        executor: str = "",
+        workdir: Path | None = None,
+        job_id: str = "",
+        group: str = "",
+        inputs: Sequence[Fingerprint] = (),
+        started_at: float | None = None,
+    ) -> StepRecord:
+        """See `StateStore.start_step`."""
+        if state is StepState.SKIPPED:
+            raise StateTransitionError("record skipped steps with record_skipped")
+        check_transition(None, state, step=process)
+        began = now(started_at) if state is StepState.RUNNING else started_at
+        with self._write() as conn:
+            run = self._running_run(conn, run_id, process)
+            step_id = self._insert_step(
+                conn,
+                run,
+                process=process,
+                state=state,
+                cache_key=cache_key,
+                executor=executor,
+                workdir=None if workdir is None else str(workdir),
+                job_id=job_id,
+                grp=group,
+                started_at=began,
+            )
+            self._insert_inputs(conn, run.workflow_id, step_id, inputs)
+            return self._get_step(conn, step_id)
+
+    def record_skipped(
+        self, run_id: int, *, reused: int, group: str | None = None, reason: str = Reason.UP_TO_DATE
+    ) -> StepRecord:
+        """See `StateStore.record_skipped`."""
+        at = now(None)
+        with self._write() as conn:
+            source = self._get_step(conn, reused)
+            run = self._running_run(conn, run_id, source.process)
+            if source.state is not StepState.SUCCEEDED or source.workflow_id != run.workflow_id:
+                raise StateConflictError(
+                    f"step {source.process} (id {reused}) is {source.state.value} in run "
+                    f"{source.attempt}; only a succeeded step of the same session can be reused"
+                )
+            step_id = self._insert_step(
+                conn,
+                run,
+                process=source.process,
+                state=StepState.SKIPPED,
+                reason=str(reason),
+                cache_key=source.cache_key,
+                executor=source.executor,
+                workdir=None if source.workdir is None else str(source.workdir),
+                grp=source.group if group is None else group,
+                reused_from=source.id,
+                started_at=at,
+                ended_at=at,
+            )
+            return self._get_step(conn, step_id)
+
+    def record_step_state(
+        self,
+        step_id: int,
+        state: StepState,
+        *,
+        reason: str = "",
+        job_id: str | None = None,
+        exit_code: int | None = None,
+        error: str = "",
+        started_at: float | None = None,
+        ended_at: float | None = None,
+        max_rss_kib: int | None = None,
+        cpu_seconds: float | None = None,
+    ) -> StepRecord:
+        """See `StateStore.record_step_state`."""
+        if state is StepState.SUCCEEDED:
+            raise StateTransitionError(
+                "a step becomes succeeded only through succeed_step, with its outputs"
+            )
+        with self._write() as conn:
+            step = self._get_step(conn, step_id)
+            # Re-recording the current active state updates details (a job id) without a move.
+            moving = step.state is not state or state.is_terminal
+            if moving:
+                check_transition(step.state, state, step=f"{step.process} (run {step.attempt})")
+            updates: dict[str, Any] = {"state": state.value, "reason": str(reason), "error": error}
+            if state is StepState.RUNNING and (moving or started_at is not None):
+                updates["started_at"] = now(started_at)
+            if state.is_terminal:
+                updates["ended_at"] = now(ended_at)
+            optional = {
+                "job_id": job_id,
+                "exit_code": exit_code,
+                "max_rss_kib": max_rss_kib,
+                "cpu_seconds": cpu_seconds,
+            }
+            updates.update({k: v for k, v in optional.items() if v is not None})
+            self._update_step(conn, step_id, updates)
+            return self._get_step(conn, step_id)
+
+    def succeed_step(
+        self,
+        step_id: int,
+        *,
+        outputs: Sequence[Fingerprint],
+        inputs: Sequence[Fingerprint] = (),
+        exit_code: int | None = 0,
+        ended_at: float | None = None,
+        max_rss_kib: int | None = None,
+        cpu_seconds: float | None = None,
+    ) -> StepRecord:
+        """See `StateStore.succeed_step`."""
+        with self._write() as conn:
+            step = self._get_step(conn, step_id)
+            check_transition(
+                step.state, StepState.SUCCEEDED, step=f"{step.process} (run {step.attempt})"
+            )
+            self._insert_inputs(conn, step.workflow_id, step_id, inputs)
+            conn.executemany(
+                "INSERT INTO artefacts (workflow_id, step_id, role, path, size, mtime_ns, sha256) "
+                "VALUES (?,?,'output',?,?,?,?)",
+                [
+                    (step.workflow_id, step_id, str(f.path), f.size, f.mtime_ns, f.sha256)
+                    for f in outputs
+                ],
+            )
+            updates = {
+                "state": StepState.SUCCEEDED.value,
+                "reason": "",
+                "exit_code": exit_code,
+                "ended_at": now(ended_at),
+                "max_rss_kib": max_rss_kib,
+                "cpu_seconds": cpu_seconds,
+            }
+            self._update_step(conn, step_id, updates)
+            return self._get_step(conn, step_id)
+
+    def fail_step(
+        self,
+        step_id: int,
+        *,
+        reason: str = "",
+        exit_code: int | None = None,
+        error: str = "",
+        ended_at: float | None = None,
+        max_rss_kib: int | None = None,
+        cpu_seconds: float | None = None,
+    ) -> StepRecord:
+        """See `StateStore.fail_step`."""
+        return self.record_step_state(
+            step_id,
+            StepState.FAILED,
+            reason=reason,
+            exit_code=exit_code,
+            error=error,
+            ended_at=ended_at,
+            max_rss_kib=max_rss_kib,
+            cpu_seconds=cpu_seconds,
+        )
+
+    def abort_step(
+        self, step_id: int, *, reason: str = Reason.CANCELLED, error: str = ""
+    ) -> StepRecord:
+        """See `StateStore.abort_step`."""
+        return self.record_step_state(step_id, StepState.ABORTED, reason=reason, error=error)
+
+    def mark_interrupted_runs(self, is_alive: Callable[[RunRecord], bool]) -> list[RunRecord]:
+        """See `StateStore.mark_interrupted_runs`."""
+        with self._read() as conn:
+            running = [
+                run_of(row)
+                for row in conn.execute(
+                    f"SELECT {RUN_COLS} FROM runs r WHERE r.state = 'running' ORDER BY r.id"
+                )
+            ]
+        dead = [run for run in running if not is_alive(run)]
+        marked: list[RunRecord] = []
+        for run in dead:
+            with self._write() as conn:
+                current = self._get_run(conn, run.id)
+                if current.state is RunState.RUNNING:  # it may have ended meanwhile
+                    marked.append(
+                        self._end_run(
+                            conn, current, RunState.INTERRUPTED, now(None), Reason.INTERRUPTED
+                        )
+                    )
+        return marked
+
+    def record_action(
+        self,
+        *,
+        what: str,
+        who: str | None = None,
+        workflow_id: int | None = None,
+        details: Mapping[str, Any] | None = None,
+        at: float | None = None,
+    ) -> ActionRecord:
+        """See `StateStore.record_action`."""
+        who = getpass.getuser() if who is None else who
+        when = now(at)
+        with self._write() as conn:
+            cur = conn.execute(
+                "INSERT INTO actions (workflow_id, at, who, what, details) VALUES (?,?,?,?,?)",
+                (workflow_id, when, who, what, to_json(details)),
+            )
+            action_id = int(cur.lastrowid or 0)
+        return ActionRecord(
+            id=action_id,
+            workflow_id=workflow_id,
+            at=when,
+            who=who,
+            what=what,
+            details=details or {},
+        )
+
+    # --- reads ----------------------------------------------------------------------------
+
+    def get_workflow(self, session: str) -> WorkflowRecord:
+        """See `StateStore.get_workflow`."""
+        with self._read() as conn:
+            sql = f"SELECT {WF_COLS} FROM workflows w WHERE w.session = ?"
+            return workflow_of(self._one(conn, sql, (session,), f"session named {session!r}"))
+
+    def workflow(self, workflow_id: int) -> WorkflowRecord:
+        """See `StateStore.workflow`."""
+        with self._read() as conn:
+            return self._get_workflow(conn, workflow_id)
+
+    def latest_workflow(self, project: str | None = None) -> WorkflowRecord | None:
+        """See `StateStore.latest_workflow`."""
+        where, params = ("WHERE w.project = ?", [project]) if project is not None else ("", [])
+        with self._read() as conn:
+            row = conn.execute(
+                f"SELECT {WF_COLS} FROM workflows w {where} "
+                "ORDER BY w.created_at DESC, w.id DESC LIMIT 1",
+                params,
+            ).fetchone()
+        return None if row is None else workflow_of(row)
+
+    def list_workflows(
+        self,
+        *,
+        limit: int = 50,
+        offset: int = 0,
+        search: str | None = None,
+        errors_only: bool = False,
+        states: Collection[WorkflowState] | None = None,
+        project: str | None = None,
+    ) -> list[WorkflowSummary]:
+        """See `StateStore.list_workflows`."""
+        where, params = listing_filter(
+            search=search, errors_only=errors_only, states=states, project=project
+        )
+        sql = (
+            f"SELECT {WF_COLS}, {RUN_COLS} FROM workflows w "
+            f"LEFT JOIN runs r ON r.id = w.latest_run_id{where} "
+            "ORDER BY w.created_at DESC, w.id DESC LIMIT :limit OFFSET :offset"
+        )
+        params.update(limit=max(0, limit), offset=max(0, offset))
+        with self._read() as conn:
+            rows = conn.execute(sql, params).fetchall()
+        width = WF_COLS.count(",") + 1
+        result = []
+        for row in rows:
+            run = None if row[width] is None else run_of(row[width:])
+            result.append(
+                WorkflowSummary(
+                    workflow=workflow_of(row[:width]),
+                    latest_run=run,
+                    attempts=0 if run is None else run.attempt,
+                )
+            )
+        return result
+
+    def count_workflows(
+        self,
+        *,
+        search: str | None = None,
+        errors_only: bool = False,
+        states: Collection[WorkflowState] | None = None,
+        project: str | None = None,
+    ) -> int:
+        """See `StateStore.count_workflows`."""
+        where, params = listing_filter(
+            search=search, errors_only=errors_only, states=states, project=project
+        )
+        with self._read() as conn:
+            (count,) = conn.execute(f"SELECT count(*) FROM workflows w{where}", params).fetchone()
+        return int(count)
+
+    def runs(self, workflow_id: int) -> list[RunRecord]:
+        """See `StateStore.runs`."""
+        with self._read() as conn:
+            rows = conn.execute(
+                f"SELECT {RUN_COLS} FROM runs r WHERE r.workflow_id = ? ORDER BY r.attempt",
+                (workflow_id,),
+            ).fetchall()
+        return [run_of(row) for row in rows]
+
+    def run(self, run_id: int) -> RunRecord:
+        """See `StateStore.run`."""
+        with self._read() as conn:
+            return self._get_run(conn, run_id)
+
+    def steps(self, workflow_id: int, run_id: int | None = None) -> list[StepRecord]:
+        """See `StateStore.steps`."""
+        with self._read() as conn:
+            return self._steps(conn, workflow_id, run_id)
+
+    @staticmethod
+    def _steps(conn: sqlite3.Connection, workflow_id: int, run_id: int | None) -> list[StepRecord]:
+        if run_id is None:
+            sql = (
+                f"SELECT {STEP_COLS} FROM steps s WHERE s.workflow_id = ? ORDER BY s.attempt, s.id"
+            )
+            return [step_of(row) for row in conn.execute(sql, (workflow_id,))]
+        sql = f"SELECT {STEP_COLS} FROM steps s WHERE s.run_id = ? ORDER BY s.id"
+        return [step_of(row) for row in conn.execute(sql, (run_id,))]
+
+    def step(self, step_id: int) -> StepRecord:
+        """See `StateStore.step`."""
+        with self._read() as conn:
+            return self._get_step(conn, step_id)
+
+    def aggregated_steps(self, workflow_id: int) -> list[AggregatedStep]:
+        """See `StateStore.aggregated_steps`."""
+        return aggregate_steps(self.steps(workflow_id))
+
+    def rollup(self, workflow_id: int) -> Rollup:
+        """See `StateStore.rollup`."""
+        return rollup_of(self.aggregated_steps(workflow_id))
+
+    def last_success(self, workflow_id: int, process: str) -> LastSuccess | None:
+        """See `StateStore.last_success`."""
+        with self._read() as conn:
+            rows = conn.execute(
+                f"SELECT {STEP_COLS} FROM steps s WHERE s.workflow_id = ? AND s.process = ? "
+                "ORDER BY s.attempt, s.id",
+                (workflow_id, process),
+            ).fetchall()
+            records = [step_of(row) for row in rows]
+            # A skip's origin has the same process name, so it is among `records`.
+            chosen = aggregate_steps(records)
+            if not chosen or chosen[0].state is not StepState.SUCCEEDED:
+                return None
+            step = chosen[0].step
+            arts = [
+                artefact_of(row)
+                for row in conn.execute(
+                    f"SELECT {ART_COLS} FROM artefacts a WHERE a.step_id = ? ORDER BY a.id",
+                    (step.id,),
+                )
+            ]
+        return last_success_of(step, arts)
+
+    def last_successes(self, workflow_id: int) -> dict[str, LastSuccess]:
+        """See `StateStore.last_successes`."""
+        with self._read() as conn:
+            chosen = [
+                item.step
+                for item in aggregate_steps(self._steps(conn, workflow_id, None))
+                if item.state is StepState.SUCCEEDED
+            ]
+            wanted = {step.id for step in chosen}
+            by_step: dict[int, list[ArtefactRecord]] = {}
+            for row in conn.execute(
+                f"SELECT {ART_COLS} FROM artefacts a WHERE a.workflow_id = ? ORDER BY a.id",
+                (workflow_id,),
+            ):
+                if row[2] in wanted:
+                    by_step.setdefault(row[2], []).append(artefact_of(row))
+        return {step.process: last_success_of(step, by_step.get(step.id, [])) for step in chosen}
+
+    def artefacts(self, step_id: int) -> list[ArtefactRecord]:
+        """See `StateStore.artefacts`."""
+        with self._read() as conn:
+            rows = conn.execute(
+                f"SELECT {ART_COLS} FROM artefacts a WHERE a.step_id = ? "
+                "ORDER BY a.role = 'output', a.id",
+                (step_id,),
+            ).fetchall()
+        return [artefact_of(row) for row in rows]
+
+    def lineage(self, workflow_id: int) -> list[LineageRecord]:
+        """See `StateStore.lineage`."""
+        with self._read() as conn:
+            rows = conn.execute(
+                "SELECT l.step_id, l.artefact_id FROM lineage l JOIN steps s ON s.id = l.step_id "
+                "WHERE s.workflow_id = ? ORDER BY l.step_id, l.artefact_id",
+                (workflow_id,),
+            ).fetchall()
+        return [LineageRecord(step_id=row[0], artefact_id=row[1]) for row in rows]
+
+    def actions(self, workflow_id: int | None = None) -> list[ActionRecord]:
+        """See `StateStore.actions`."""
+        where, params = (
+            ("WHERE workflow_id = ?", [workflow_id]) if workflow_id is not None else ("", [])
+        )
+        with self._read() as conn:
+            rows = conn.execute(
+                f"SELECT id, workflow_id, at, who, what, details FROM actions {where} "
+                "ORDER BY at, id",
+                params,
+            ).fetchall()
+        return [
+            ActionRecord(
+                id=r[0], workflow_id=r[1], at=r[2], who=r[3], what=r[4], details=json.loads(r[5])
+            )
+            for r in rows
+        ]
