@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import logging
 import os
 import signal
 import sys
@@ -24,11 +25,22 @@ from libmaestro.analysis import scan_project
 from libmaestro.config import ProjectConfig, find_config_file, load_config
 from libmaestro.console import Display, error_text, make_display
 from libmaestro.errors import EXIT_INTERRUPTED, MaestroError, ProjectError, StartupError
+from libmaestro.history import (
+    EXPLAIN_ENV_VAR,
+    RESUME_ENV_VAR,
+    RunHistory,
+    create_workflow,
+    open_store,
+)
+from libmaestro.layout import WORK_DIR_NAME
 from libmaestro.manifest import manifest_references
 from libmaestro.project import JOBS_ENV_VAR, read_pyproject
 from libmaestro.recorder import GraphRecorder
 from libmaestro.session import Session, activate
 from libmaestro.startup import check_references, project_root
+from libmaestro.state import RunState, SqliteStateStore, WorkflowRecord, run_is_alive
+
+log = logging.getLogger(__name__)
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -115,15 +127,69 @@ def _exit(display: Display, message: str, code: int) -> NoReturn:
     sys.exit(code)
 
 
+def _open_session(entry: Path, config: ProjectConfig | None, config_path: Path | None) -> Session:
+    """A new session, or with `--resume` the earlier one, with its run recorded in the store."""
+    root = project_root(entry)
+    _, name = read_pyproject(root)
+    project = name or root.name
+    max_parallel = _max_parallel(root)
+    resume = os.environ.get(RESUME_ENV_VAR, "")
+    store = open_store()
+    # A run that died without a final state (SIGKILL, power loss) is recorded as interrupted,
+    # so its unfinished steps are not mistaken for running ones.
+    store.mark_interrupted_runs(run_is_alive)
+    if resume:
+        workflow = _resumable(store, resume, project=project, entry=entry)
+        directory = Path.cwd() / WORK_DIR_NAME / workflow.session
+        if not directory.is_dir():
+            raise ProjectError(
+                f"session {workflow.session!r} has no directory {directory} any more, so it "
+                "cannot be resumed; run without --resume to start a new session"
+            )
+        session = Session(
+            name=workflow.session, directory=directory, config=config, max_parallel=max_parallel
+        )
+    else:
+        session = Session.create(base=Path.cwd(), config=config, max_parallel=max_parallel)
+        workflow = create_workflow(
+            store, session=session.name, project=project, entry=entry, config_path=config_path
+        )
+    explain = os.environ.get(EXPLAIN_ENV_VAR, "") not in {"", "0"}
+    session.history = RunHistory.start(store, workflow, resuming=bool(resume), explain=explain)
+    return session
+
+
+def _resumable(
+    store: SqliteStateStore, resume: str, *, project: str, entry: Path
+) -> WorkflowRecord:
+    if resume != "latest":
+        return store.get_workflow(resume)  # StateNotFoundError names what exists
+    candidates = store.list_workflows(project=project, limit=50)
+    for summary in candidates:
+        if summary.workflow.entry == str(entry):
+            return summary.workflow
+    raise ProjectError(
+        f"there is no earlier session of {project} ({entry}) to resume; "
+        "run without --resume first, or name a session: --resume SESSION"
+    )
+
+
+def _finish(session: Session, state: RunState) -> None:
+    if session.history is not None:
+        try:
+            session.history.finish(state)
+        except MaestroError as exc:  # the run's outcome is already decided; say, don't mask it
+            log.warning("could not record the end of the run: %s", exc)
+
+
 def run_main(fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
     """Run `fn` as a workflow's main function; see the module docstring."""
-    display = make_display()
+    explain = os.environ.get(EXPLAIN_ENV_VAR, "") not in {"", "0"}
+    display = make_display(explain=explain)
     entry = Path(inspect.getsourcefile(fn) or sys.argv[0]).resolve()
     try:
-        config, _ = prepare(entry)
-        session = Session.create(
-            base=Path.cwd(), config=config, max_parallel=_max_parallel(project_root(entry))
-        )
+        config, config_path = prepare(entry)
+        session = _open_session(entry, config, config_path)
     except MaestroError as exc:
         if _debug():
             raise
@@ -139,6 +205,7 @@ def run_main(fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
     except KeyboardInterrupt:
         _quiet_signals()
         stopped = session.stop()
+        _finish(session, RunState.ABORTED)
         display.finish(outcome="interrupted")
         if _debug():
             raise
@@ -146,18 +213,22 @@ def run_main(fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
     except MaestroError as exc:
         _quiet_signals()
         session.stop()
-        display.finish(outcome="failed")
+        interrupted = exc.exit_code == EXIT_INTERRUPTED
+        _finish(session, RunState.ABORTED if interrupted else RunState.FAILED)
+        display.finish(outcome="interrupted" if interrupted else "failed")
         if _debug():
             raise
         _exit(display, error_text(exc), exc.exit_code)
     except BaseException:
         _quiet_signals()
         session.stop()
+        _finish(session, RunState.FAILED)
         display.finish(outcome="failed")
         raise
     finally:
         activate(previous)
         recorder.close()
+    _finish(session, RunState.SUCCEEDED)
     display.finish(outcome="succeeded")
     return result
 

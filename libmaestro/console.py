@@ -59,6 +59,7 @@ class _Tally:
         self.groups: dict[str, _Group] = {}
         self.running: dict[str, float] = {}
         self.succeeded = 0
+        self.skipped = 0  # reused from an earlier run (--resume)
         self.failed = 0
         self.interrupted = 0
         self.session: Session | None = None
@@ -76,7 +77,11 @@ class _Tally:
                 return group
             if self.running.pop(event.process, None) is not None:
                 group.running -= 1
-            if event.kind is EventKind.SUCCEEDED:
+            if event.kind is EventKind.SKIPPED:
+                group.members += 1
+                self.skipped += 1
+                group.done += 1
+            elif event.kind is EventKind.SUCCEEDED:
                 self.succeeded += 1
                 group.done += 1
             elif event.kind is EventKind.FAILED:
@@ -89,6 +94,8 @@ class _Tally:
 
     def summary(self) -> str:
         parts = [f"{self.succeeded} succeeded"]
+        if self.skipped:
+            parts.append(f"{self.skipped} skipped (up to date)")
         if self.failed:
             parts.append(f"{self.failed} failed")
         if self.interrupted:
@@ -117,8 +124,9 @@ def _failure_line(event: ProcessEvent) -> str:
 class PlainDisplay:
     """One line per event, for logs and pipes."""
 
-    def __init__(self, stream: TextIO) -> None:
+    def __init__(self, stream: TextIO, *, explain: bool = False) -> None:
         self.stream = stream
+        self.explain = explain
         self.tally = _Tally()
 
     def _say(self, text: str) -> None:
@@ -132,7 +140,10 @@ class PlainDisplay:
     def handle(self, event: ProcessEvent) -> None:
         self.tally.update(event)
         if event.kind is EventKind.STARTED:
-            self._say(f"started {event.process} ({event.executor})")
+            why = f": {event.reason}" if self.explain and event.reason else ""
+            self._say(f"started {event.process} ({event.executor}){why}")
+        elif event.kind is EventKind.SKIPPED:
+            self._say(f"skipped {event.process}: {event.reason}")
         elif event.kind is EventKind.SUCCEEDED:
             duration = event.result.duration if event.result else 0.0
             self._say(f"done {event.process} in {_seconds(duration)}")
@@ -153,8 +164,9 @@ class PlainDisplay:
 class LiveDisplay:
     """A live view: finished processes scroll above, the running ones and the counts below."""
 
-    def __init__(self, stream: TextIO) -> None:
+    def __init__(self, stream: TextIO, *, explain: bool = False) -> None:
         self.console = Console(file=stream, highlight=False)
+        self.explain = explain
         self.tally = _Tally()
         self.live: Live | None = None
 
@@ -205,6 +217,11 @@ class LiveDisplay:
 
     def handle(self, event: ProcessEvent) -> None:
         group = self.tally.update(event)
+        if self.explain and event.reason and event.kind in {EventKind.STARTED, EventKind.SKIPPED}:
+            verb = "runs" if event.kind is EventKind.STARTED else "skipped"
+            self.console.print(f"[cyan]·[/] {escape(event.process)} {verb}: {escape(event.reason)}")
+        if event.kind is EventKind.SKIPPED:
+            return
         if event.kind is EventKind.SUCCEEDED:
             if group.members > 1:
                 return  # a fan-out's progress is its line in the live view, not 1,000 lines
@@ -235,13 +252,17 @@ class LiveDisplay:
         self.console.print(f"[red bold]error:[/] {escape(message)}")
 
 
-def make_display(stream: TextIO | None = None) -> Display:
-    """The live view on a terminal, plain lines otherwise (or when MAESTRO_PLAIN=1)."""
+def make_display(stream: TextIO | None = None, *, explain: bool = False) -> Display:
+    """The live view on a terminal, plain lines otherwise (or when MAESTRO_PLAIN=1).
+
+    Args:
+        explain: also say why each process runs or is skipped (`maestro run --explain`).
+    """
     stream = stream or sys.stderr
     plain = os.environ.get("MAESTRO_PLAIN") == "1" or os.environ.get("TERM") == "dumb"
     if not plain and stream.isatty():
-        return LiveDisplay(stream)
-    return PlainDisplay(stream)
+        return LiveDisplay(stream, explain=explain)
+    return PlainDisplay(stream, explain=explain)
 
 
 def error_text(exc: BaseException) -> str:

@@ -147,6 +147,8 @@ def run_project(
     config: Path | None = None,
     debug: bool = False,
     jobs: int | None = None,
+    resume: str | None = None,
+    explain: bool = False,
 ) -> int:
     """Run the project's workflow in the foreground and return its exit code.
 
@@ -165,6 +167,10 @@ def run_project(
         env["MAESTRO_DEBUG"] = "1"
     if jobs is not None:
         env[JOBS_ENV_VAR] = str(jobs)
+    if resume is not None:
+        env["MAESTRO_RESUME"] = resume  # read by @main (libmaestro.history.RESUME_ENV_VAR)
+    if explain:
+        env["MAESTRO_EXPLAIN"] = "1"
     child = subprocess.Popen([*command, *program_args], cwd=project.root, env=env)
 
     def forward(signum: int, frame: FrameType | None) -> None:  # noqa: ARG001

@@ -28,6 +28,7 @@ _STATES = {
     EventKind.SUCCEEDED: NodeState.SUCCEEDED,
     EventKind.FAILED: NodeState.FAILED,
     EventKind.INTERRUPTED: NodeState.ABORTED,
+    EventKind.SKIPPED: NodeState.SKIPPED,
 }
 
 

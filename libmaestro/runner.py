@@ -20,6 +20,7 @@ from libmaestro._fs import tail_lines, write_new_file
 from libmaestro.config.model import ExecutorConfig
 from libmaestro.errors import ProcessDefinitionError, ProcessError, ProcessInterruptedError
 from libmaestro.executors.base import Backend
+from libmaestro.history import Decision
 from libmaestro.jobs import JobHandle, JobResult, JobSpec
 from libmaestro.process import Process, ProcessOutputs
 from libmaestro.scheduler import StoppedError
@@ -30,6 +31,8 @@ SCRIPT_FILE = ".maestro.sh"
 STDOUT_FILE = ".maestro.out"
 STDERR_FILE = ".maestro.err"
 STATUS_FILE = ".maestro.json"
+OWN_FILES = frozenset({SCRIPT_FILE, STDOUT_FILE, STDERR_FILE, STATUS_FILE})
+ATTEMPTS_DIR = ".attempts"  # earlier attempts' working directories, kept on --resume
 STDERR_TAIL_LINES = 10
 
 # `module` is a shell function that login shells define; a job started from Python has no login
@@ -150,7 +153,12 @@ def _not_started(process: Process, session: Session) -> ProcessInterruptedError:
 
 
 def _execute(
-    spec: JobSpec, backend: Backend, session: Session, process: Process, executor: ExecutorConfig
+    spec: JobSpec,
+    backend: Backend,
+    session: Session,
+    process: Process,
+    executor: ExecutorConfig,
+    decision: Decision | None,
 ) -> JobResult:
     """Wait for a slot (the session's CPU budget and the executor's limit), run, wait, release."""
     name = executor.name
@@ -164,6 +172,7 @@ def _execute(
             ProcessEvent(
                 EventKind.STARTED, process.name, name, workdir, time.time(),
                 inputs=tuple(process.inputs.values()),
+                reason=decision.text if decision else "",
             )
         )  # fmt: skip
         try:
@@ -194,8 +203,78 @@ def _execute(
         session.scheduler.release(executor)
 
 
+def _check_definition(process: Process) -> None:
+    # An output named like one of maestro's own files would be overwritten by it (or overwrite
+    # it) and still "exist" at the end, so the run would succeed with the wrong content.
+    clashes = [
+        f"{var} = {rel}" for var, rel in process.outputs.items() if rel.parts[0] in OWN_FILES
+    ]
+    if clashes:
+        raise ProcessDefinitionError(
+            f"process {process.name!r}: output {', '.join(clashes)} uses a name that maestro "
+            f"keeps for its own files ({', '.join(sorted(OWN_FILES))}); choose another name"
+        )
+
+
+def _fresh_workdir(session: Session, process: Process) -> Path:
+    """The process's working directory, emptied of an earlier attempt's files.
+
+    On `--resume` a step that runs again finds its previous attempt's directory; that is moved
+    to `<session>/.attempts/` (never deleted: its logs explain the earlier failure) so staging
+    and outputs start clean.
+    """
+    workdir = session.claim(process.name)
+    if any(workdir.iterdir()):
+        attempts = session.directory / ATTEMPTS_DIR
+        attempts.mkdir(exist_ok=True)
+        workdir.rename(attempts / f"{process.name}.{time.strftime('%Y%m%dT%H%M%S')}.{os.getpid()}")
+        workdir.mkdir()
+    return workdir
+
+
+def _verify(
+    process: Process, executor: str, workdir: Path, result: JobResult, session: Session
+) -> ProcessError | None:
+    """The error the process's end means, or None when it succeeded with all its outputs."""
+    if result.exit_code != 0 and session.stopping:
+        return ProcessInterruptedError(
+            f"process {process.name!r} was stopped because the session is stopping; "
+            f"working directory {workdir}",
+            process=process.name,
+            workdir=workdir,
+            exit_code=result.exit_code,
+        )
+    if result.exit_code != 0:
+        return ProcessError(
+            _failure_message(process, executor, workdir, result),
+            process=process.name,
+            workdir=workdir,
+            exit_code=result.exit_code,
+        )
+    missing = tuple(var for var, rel in process.outputs.items() if not (workdir / rel).exists())
+    if not missing:
+        return None
+    listed = ", ".join(f"{var} = {process.outputs[var]}" for var in missing)
+    return ProcessError(
+        f"process {process.name!r} exited 0 but did not write {len(missing)} declared "
+        f"output{'s' if len(missing) > 1 else ''}: {listed}; the script must create "
+        f'them at "$<name>" (working directory {workdir})',
+        process=process.name,
+        workdir=workdir,
+        exit_code=0,
+        missing_outputs=missing,
+    )
+
+
+def _outputs(process: Process, workdir: Path) -> ProcessOutputs:
+    return ProcessOutputs({var: workdir / rel for var, rel in process.outputs.items()}, workdir)
+
+
 def run_process(process: Process, *, executor: ExecutorConfig, session: Session) -> ProcessOutputs:
     """Run `process` with `executor` in `session` and return its verified outputs.
+
+    With run history (`@main`), a resumed session reuses the step's last success instead when
+    nothing that determines it changed (see `libmaestro.history`).
 
     Raises:
         ProcessDefinitionError: the name was already used in this session, or an output is
@@ -208,21 +287,23 @@ def run_process(process: Process, *, executor: ExecutorConfig, session: Session)
     if session.stopping:
         raise _not_started(process, session)
     backend = session.backend(executor)
-    # An output named like one of maestro's own files would be overwritten by it (or overwrite
-    # it) and still "exist" at the end, so the run would succeed with the wrong content.
-    own_files = {SCRIPT_FILE, STDOUT_FILE, STDERR_FILE, STATUS_FILE}
-    clashes = [
-        f"{var} = {rel}" for var, rel in process.outputs.items() if rel.parts[0] in own_files
-    ]
-    if clashes:
-        raise ProcessDefinitionError(
-            f"process {process.name!r}: output {', '.join(clashes)} uses a name that maestro "
-            f"keeps for its own files ({', '.join(sorted(own_files))}); choose another name"
-        )
+    _check_definition(process)
     check_inputs_exist(process.name, process.inputs)
-    workdir = session.claim(process.name)
-    reserved = {rel.parts[0] for rel in process.outputs.values()}
-    reserved |= {SCRIPT_FILE, STDOUT_FILE, STDERR_FILE, STATUS_FILE}
+    history = session.history
+    decision = history.decide(process, executor) if history else None
+    if history and decision and decision.reuse is not None:
+        session.claim(process.name)  # still one process per name and session
+        history.skipped(decision)
+        workdir = session.directory / process.name
+        session.emit(
+            ProcessEvent(
+                EventKind.SKIPPED, process.name, name, workdir, time.time(),
+                reason=f"up to date (from run {decision.reuse.step.attempt})",
+            )
+        )  # fmt: skip
+        return _outputs(process, workdir)
+    workdir = _fresh_workdir(session, process)
+    reserved = {rel.parts[0] for rel in process.outputs.values()} | OWN_FILES
     staged = stage_inputs(process.inputs, workdir, executor.effective_staging, reserved=reserved)
     for rel in process.outputs.values():
         if len(rel.parts) > 1:
@@ -238,39 +319,26 @@ def run_process(process: Process, *, executor: ExecutorConfig, session: Session)
         stdout=workdir / STDOUT_FILE,
         stderr=workdir / STDERR_FILE,
     )
-    result = _execute(spec, backend, session, process, executor)
+    step_id = (
+        history.started(process, executor, workdir, decision) if history and decision else None
+    )
+    try:
+        result = _execute(spec, backend, session, process, executor, decision)
+    except BaseException as exc:
+        if history and step_id is not None:
+            if isinstance(exc, ProcessInterruptedError | KeyboardInterrupt):
+                history.aborted(step_id, str(exc))
+            else:
+                history.failed(step_id, None, str(exc))
+        raise
     _record(workdir, session=session, process=process, executor=name, result=result)
-
-    error: ProcessError | None = None
-    if result.exit_code != 0 and session.stopping:
-        error = ProcessInterruptedError(
-            f"process {process.name!r} was stopped because the session is stopping; "
-            f"working directory {workdir}",
-            process=process.name,
-            workdir=workdir,
-            exit_code=result.exit_code,
-        )
-    elif result.exit_code != 0:
-        error = ProcessError(
-            _failure_message(process, name, workdir, result),
-            process=process.name,
-            workdir=workdir,
-            exit_code=result.exit_code,
-        )
-    else:
-        missing = tuple(var for var, rel in process.outputs.items() if not (workdir / rel).exists())
-        if missing:
-            listed = ", ".join(f"{var} = {process.outputs[var]}" for var in missing)
-            error = ProcessError(
-                f"process {process.name!r} exited 0 but did not write {len(missing)} declared "
-                f"output{'s' if len(missing) > 1 else ''}: {listed}; the script must create "
-                f'them at "$<name>" (working directory {workdir})',
-                process=process.name,
-                workdir=workdir,
-                exit_code=0,
-                missing_outputs=missing,
-            )
+    error = _verify(process, name, workdir, result, session)
     if error is not None:
+        if history and step_id is not None:
+            if isinstance(error, ProcessInterruptedError):
+                history.aborted(step_id, str(error))
+            else:
+                history.failed(step_id, result, str(error))
         kind = (
             EventKind.INTERRUPTED
             if isinstance(error, ProcessInterruptedError)
@@ -280,7 +348,11 @@ def run_process(process: Process, *, executor: ExecutorConfig, session: Session)
             ProcessEvent(kind, process.name, name, workdir, time.time(), result, error, spec.stderr)
         )
         raise error
+    outputs = _outputs(process, workdir)
+    if history and step_id is not None:
+        # SUCCEEDED is recorded with the verified outputs' fingerprints, in one transaction.
+        history.succeeded(step_id, process, outputs.as_dict(), result)
     session.emit(
         ProcessEvent(EventKind.SUCCEEDED, process.name, name, workdir, time.time(), result)
     )
-    return ProcessOutputs({var: workdir / rel for var, rel in process.outputs.items()}, workdir)
+    return outputs

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from libmaestro._names import readable_name
 from libmaestro.config import ProjectConfig, find_config_file, load_config
@@ -27,6 +28,9 @@ from libmaestro.jobs import JobHandle, JobResult
 from libmaestro.layout import WORK_DIR_NAME
 from libmaestro.scheduler import Scheduler
 
+if TYPE_CHECKING:
+    from libmaestro.history import RunHistory
+
 log = logging.getLogger(__name__)
 
 
@@ -35,6 +39,7 @@ class EventKind(enum.Enum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     INTERRUPTED = "interrupted"
+    SKIPPED = "skipped"  # reused from an earlier run of the same session (--resume)
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +55,7 @@ class ProcessEvent:
     error: MaestroError | None = None
     stderr: Path | None = None
     inputs: tuple[Path, ...] = ()  # on STARTED: the input paths, for the run's graph
+    reason: str = ""  # why it runs, or why it was skipped (shown with --explain)
 
 
 Listener = Callable[[ProcessEvent], None]
@@ -69,6 +75,7 @@ class Session:
     ) -> None:
         self.name = name
         self.scheduler = Scheduler(cpu_budget=max_parallel)
+        self.history: RunHistory | None = None  # set by @main: the run's record in the store
         self.directory = directory
         self.started_at = time.time()
         self.listeners: list[Listener] = []

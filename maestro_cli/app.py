@@ -80,10 +80,30 @@ def split_program_args(argv: list[str]) -> tuple[list[str], list[str]]:
     Done before Click parses anything, because Click would give the first word after `--` to
     the optional PROJECT argument.
     """
-    if "--" in argv:
-        cut = argv.index("--")
-        return argv[:cut], argv[cut + 1 :]
-    return argv, []
+    own, program = (
+        (argv[: argv.index("--")], argv[argv.index("--") + 1 :])
+        if "--" in argv
+        else (
+            argv,
+            [],
+        )
+    )
+    return _resume_value(own), program
+
+
+def _resume_value(argv: list[str]) -> list[str]:
+    """Give a bare `--resume` its default value, `latest`.
+
+    `--resume [SESSION]` takes an optional value, which Click would fill with whatever follows
+    (`--resume --explain` would resume a session named "--explain").
+    """
+    fixed: list[str] = []
+    for index, word in enumerate(argv):
+        fixed.append(word)
+        following = argv[index + 1] if index + 1 < len(argv) else None
+        if word in {"--resume", "-r"} and (following is None or following.startswith("-")):
+            fixed.append("latest")
+    return fixed
 
 
 def main() -> None:

@@ -1,7 +1,8 @@
 """Bash at the level of words, for `libmaestro.analysis.shell`.
 
 Tables of keywords, builtins and command wrappers; quote removal (`unquote`); and `Lexer`, the
-tokenizer `shell` falls back to when bashlex cannot parse a script.
+tokenizer that vets each script before bashlex sees it, and that `shell` falls back to when
+bashlex cannot parse the script.
 
 The builtin list is bash 5.2's "SHELL BUILTIN COMMANDS" section of `man bash` (the same names
 `compgen -b` prints), which is where the dependency rundown of the original maestro took its
@@ -238,8 +239,8 @@ def ansi_c_end(text: str, i: int) -> int:
     return len(text)
 
 
-# `$( $( ... ) )` nests; past this depth the rest is skipped, so crafted input cannot exhaust
-# the stack.
+# `$( $( ) )`, `${x:-${y}}` and `"$("$( )")"` nest (a `$(` counts twice: expansion and
+# script); past this depth the rest is skipped, so crafted input cannot exhaust the stack.
 MAX_NESTING = 100
 
 WORD, OP, ARITH = 0, 1, 2
@@ -251,7 +252,7 @@ _OPERATORS = (
 )
 REDIRECTS = frozenset(op for op in _OPERATORS if op[0] in "<>" or op.startswith("&>"))
 _OPERATOR_CHARS = frozenset(";&|<>()")
-WORD_END = frozenset(" \t\r\n;&|()")
+_WORD_END = frozenset(" \t\r\n;&|()")
 _FD_PREFIX = re.compile(r"\d+|\{[A-Za-z_][A-Za-z0-9_]*\}")
 # Words after which a word is in command position again (`case` and `esac` only count there).
 OPENERS = frozenset({"if", "then", "elif", "else", "do", "while", "until", "!", "{", "coproc"})
@@ -270,6 +271,7 @@ class Lexer:
 
     Attributes:
         scripts: The token lists, the outermost first.
+        substitutions: The outermost substitutions: where each starts, and its script.
         quoted_dollar: Whether a word has `$` or a backtick in a single-quoted part, without
             being one single-quoted string (`-e's/$x//'`).
         midword_procsub: Whether `<( )` or `>( )` appears inside a word (`--in=<(zcat x)`).
@@ -279,22 +281,21 @@ class Lexer:
     def __init__(self, text: str, nesting: int = 0) -> None:
         self.text = text
         self.scripts: list[list[Token]] = []
+        self.substitutions: list[tuple[int, str]] = []
         self.quoted_dollar = self.midword_procsub = self.too_deep = False
         self._nesting = nesting
+        self._substituting = 0  # how many substitutions the lexer is inside
         self._heredocs: list[tuple[str, bool, bool]] = []  # (delimiter, quoted, strip tabs)
 
-    def run(self, *, data: bool = False) -> Lexer:
-        """Lex the text, or only its substitutions when it is `data` (a here-document body)."""
+    def run(self) -> Lexer:
+        """Lex the text; returns the lexer itself."""
         try:
-            if data:
-                self.scan_body(0, len(self.text))
-            else:
-                self._script(0, nested=False)
+            self._script(0, nested=False)
         except _TooDeepError:
             self.too_deep = True
         return self
 
-    def scan_body(self, i: int, stop: int) -> None:
+    def _scan_body(self, i: int, stop: int) -> None:
         """Lex the substitutions in `text[i:stop]`, where quotes are plain characters."""
         text = self.text
         while i < stop:
@@ -372,7 +373,7 @@ class Lexer:
                 i = self._nested(i + 2)
             elif c == "(" and i > start and ASSIGNMENT.fullmatch(text, start, i):
                 i = self._balanced(i + 1, "(", ")")  # array assignment: a=(x y)
-            elif c in WORD_END or c in "<>":
+            elif c in _WORD_END or c in "<>":
                 break
             elif c == "\\":
                 i += 2
@@ -395,6 +396,16 @@ class Lexer:
 
     def _dollar(self, i: int, *, in_double: bool = False) -> int:
         """Index after the expansion starting with the `$` at `i`."""
+        # Every recursion of the lexer passes through here, `_nested` or `_backtick`.
+        if self._nesting >= MAX_NESTING:
+            raise _TooDeepError
+        self._nesting += 1
+        try:
+            return self._expansion(i, in_double=in_double)
+        finally:
+            self._nesting -= 1
+
+    def _expansion(self, i: int, *, in_double: bool) -> int:
         text = self.text
         if text.startswith("$((", i):
             return self._arithmetic(i + 3)
@@ -404,16 +415,22 @@ class Lexer:
             return self._balanced(i + 2, "", "}")  # bash does not nest bare braces here
         if text.startswith("$'", i) and not in_double:
             return ansi_c_end(text, i + 2)
-        return i + 1
+        return i + 2 if text.startswith("$$", i) else i + 1  # `$$(x)` is the PID, then `(x)`
 
     def _nested(self, i: int) -> int:
+        """Lex the `$( )` (or `<( )`) whose script starts at `i`; index after its `)`."""
         if self._nesting >= MAX_NESTING:
             raise _TooDeepError
         self._nesting += 1
+        self._substituting += 1
         try:
-            return self._script(i, nested=True)
+            end = self._script(i, nested=True)
         finally:
             self._nesting -= 1
+            self._substituting -= 1
+        if not self._substituting:
+            self.substitutions.append((i, self.text[i : end - (self.text[end - 1 : end] == ")")]))
+        return end
 
     def _double_quoted(self, i: int) -> int:
         """Index after the `"` closing a string whose contents start at `i`."""
@@ -471,6 +488,8 @@ class Lexer:
             raise _TooDeepError
         # Inside backticks a backslash escapes `\`, `` ` `` and `$`; the rest is a script.
         inner = Lexer(re.sub(r"\\([\\`$])", r"\1", text[i:end]), self._nesting + 1)
+        if not self._substituting:
+            self.substitutions.append((i, inner.text))
         try:
             inner._script(0, nested=False)
         finally:
@@ -493,7 +512,7 @@ class Lexer:
                     break
                 i = end + 1
             if not quoted:  # `$( )` in an unquoted body runs; in `<<'EOF'` it is text
-                self.scan_body(start, min(i, n))
+                self._scan_body(start, min(i, n))
             end = text.find("\n", i)
             i = n if end < 0 else end + 1
         return i

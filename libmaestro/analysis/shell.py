@@ -7,21 +7,25 @@ checked for them. Nothing here runs the script or touches the file system.
 A command is the first word of a simple command, wherever that simple command sits: in a
 pipeline or a `&&`/`||`/`;` list, a `( )` subshell or `{ }` group, an `if`/`while`/`until`/
 `for`/`case`, a function body, or a `$( )`, backtick or `<( )`/`>( )` substitution (also inside
-double quotes, assignments and unquoted here-documents). Wrappers are seen through: `env`,
-`xargs`, `sudo`, `nice`, `timeout`, `nohup`, `stdbuf` and `parallel` are reported along with the
-command they run; `time`, `exec` and `command` only pass it on. `find -exec CMD ;` and
-`sh -c 'SCRIPT'` are analysed too. Keywords, bash builtins and the script's own functions are
-not commands; `"$tool"` and `$(which python)` in command position are `dynamic`, and commands
-given as paths (`./run.sh`, `/opt/x/bin/y`) are `local_scripts`.
+double quotes, assignments, `${x:-$(cmd)}` and unquoted here-documents). Wrappers are seen
+through: `env`, `xargs`, `sudo`, `nice`, `timeout`, `nohup`, `stdbuf` and `parallel` are
+reported along with the command they run; `time`, `exec` and `command` only pass it on.
+`find -exec CMD ;` and `sh -c 'SCRIPT'` are analysed too. Keywords, bash builtins and the
+script's own functions are not commands; `"$tool"` and `$(which python)` in command position
+are `dynamic`, and commands given as paths (`./run.sh`, `/opt/x/bin/y`) are `local_scripts`.
 
-bashlex parses the script first. It cannot parse `case` (idank/bashlex#91), arithmetic
-(idank/bashlex#68), `[[ ]]`, `time`, arrays, `for ((...))` or quoted here-document delimiters,
-among others; for those scripts a small bash tokenizer of our own does the same analysis and
-`ScriptDependencies.analyzed` is False, with the reason in `note`.
+Each script is tokenized (`_bash_words.Lexer`) and then parsed with bashlex. bashlex cannot
+parse `case` (idank/bashlex#91), arithmetic (idank/bashlex#68), `[[ ]]`, `time`, arrays or
+`for ((...))`, and it misreads other scripts: here-documents inside compound commands, `$` in
+quoted parts of words, `<( )` inside words, `(( ))`; on some `${` it loops forever. For those
+scripts the tokens do the same analysis, `ScriptDependencies.analyzed` is False and `note`
+says why. bashlex parses only the first line of a `$( )`, so every substitution is analysed
+from its text, as a script of its own.
 
 Limitations: strings run by `eval`, `trap`, `su -c`, `ssh host cmd`, `Rscript -e` and the like
 are not analysed; aliases are not expanded; `source`d files are not followed; a function that
-shares its name with a program hides the program everywhere in the script.
+shares its name with a program hides the program everywhere in the script; `((` always starts
+arithmetic, where bash may read two subshells.
 """
 
 from __future__ import annotations
@@ -114,18 +118,24 @@ def apply_declared(detected: Sequence[str], declared: Sequence[str]) -> tuple[st
 # `sh -c "bash -c '...'"` nests; past this depth the rest is skipped.
 _MAX_SCRIPT_DEPTH = 8
 
-# bashlex fails on a quoted here-document delimiter (`<<'EOF'`). The body is data either way,
-# so the quotes are removed before parsing, and the operator's position remembered so that the
-# body is not scanned for substitutions.
+# bashlex fails on a quoted here-document delimiter (`<<'EOF'`). Its body is data to bashlex
+# either way, so the quotes are removed before parsing (and the words mapped back after).
 _QUOTED_HEREDOC = re.compile(r"(?<!<)<<(-?[ \t]*)(['\"])([^'\"\s]+)\2")
 # bashlex expands `$` inside a single-quoted part of a word unless the whole word is quoted
 # (subst.py looks for the closing quote from the opening one): `-e's/$(x)//'` yields a command
 # `x`, and `-F'${'` loops forever.
+_DOUBLE_BRACKET = re.compile(r"(?<![^\s;&|(!{])\[\[\s")  # `[[ ` starting a word
 _NOTE_QUOTED_DOLLAR = "bashlex misreads '$' inside a quoted part of a word"
 _NOTE_HEREDOC = "bashlex misreads a here-document inside a compound command"
 _NOTE_MIDWORD_PROCSUB = "bashlex does not see '<( )' or '>( )' inside a word"
+_REJECTED = {
+    "case": "bashlex cannot parse 'case' (idank/bashlex#91)",
+    "time": "bashlex cannot parse 'time'",
+    "select": "bashlex cannot parse 'select'",
+    "coproc": "bashlex cannot parse 'coproc'",
+}
 _NOTE_TOO_DEEP = f"nested deeper than {MAX_NESTING} levels; the innermost part was skipped"
-_NOTEARITHMETIC_COMMAND = "bashlex misreads the arithmetic command '(( ))' (idank/bashlex#68)"
+_NOTE_ARITHMETIC_COMMAND = "bashlex cannot parse the arithmetic command '(( ))' (idank/bashlex#68)"
 
 
 class _Unsupported(Exception):
@@ -154,23 +164,26 @@ class _Found:
         for message in other.notes:
             self.note(message)
 
-    def script(self, text: str, *, depth: int) -> None:
-        """Analyse a whole script: with bashlex if it can, else with the fallback tokenizer."""
+    def script(self, text: str, *, depth: int, line: int | None = 1) -> None:
+        """Analyse a whole script: with bashlex if it can, else with the fallback tokenizer.
+
+        `line` is the line of the enclosing script `text` starts on (None: unknown), for notes.
+        """
         if depth > _MAX_SCRIPT_DEPTH or _is_blank(text):
             return
         # The tokenizer runs first: it finds the input that makes bashlex loop forever or read
         # commands out of quoted text, and its tokens are the fallback's, ready if needed.
         lexer = Lexer(text).run()
-        reason = _bashlex_hazard(text, lexer)
+        reason = _bashlex_hazard(text, lexer, line)
         if not reason:
             # Walk into a scratch result so a walk abandoned halfway leaves nothing behind.
             attempt = _Found()
             try:
-                _walk_bashlex(text, attempt, depth)
+                _walk_bashlex(text, lexer, attempt, depth=depth, line=line)
             # bashlex also fails with internal errors (AttributeError, IndexError, ...) on
             # input it does not expect; any failure means "use the fallback", never "give up".
             except Exception as exc:
-                reason = _failure_note(exc, text)
+                reason = _failure_note(exc, text, line)
             else:
                 self.merge(attempt)
                 return
@@ -178,12 +191,9 @@ class _Found:
         for tokens in lexer.scripts:
             _walk_tokens(tokens, self, depth)
 
-    def fallback(self, text: str, *, depth: int, data: bool = False) -> None:
-        """Analyse `text` with the tokenizer alone.
-
-        Of `data` (a here-document body) only the `$( )` and backtick substitutions count.
-        """
-        lexer = Lexer(text).run(data=data)
+    def fallback(self, text: str, *, depth: int) -> None:
+        """Analyse `text` with the tokenizer alone (tests compare it with `script`)."""
+        lexer = Lexer(text).run()
         if lexer.too_deep:
             self.note(_NOTE_TOO_DEEP)
         for tokens in lexer.scripts:
@@ -227,7 +237,7 @@ class _Found:
                 # `parallel 'bwa mem ref {} | samtools sort' ::: *.fq` runs the template in a
                 # shell, so a one-word template with spaces is a script of its own.
                 if template.strip() and any(c.isspace() for c in template):
-                    self.script(template, depth=depth + 1)
+                    self.script(template, depth=depth + 1, line=None)
                     return
             else:
                 i = start
@@ -245,7 +255,7 @@ class _Found:
             else:
                 break
         if has_c and k < len(args):
-            self.script(unquote(args[k])[0], depth=depth + 1)
+            self.script(unquote(args[k])[0], depth=depth + 1, line=None)
 
     def _find_exec(self, args: Sequence[str], depth: int) -> None:
         """`find ... -exec CMD {} ;` (or `+`, `-execdir`, `-ok`): record CMD."""
@@ -259,7 +269,7 @@ class _Found:
             k += 1
 
 
-def _bashlex_hazard(text: str, lexer: Lexer) -> str:
+def _bashlex_hazard(text: str, lexer: Lexer, line: int | None) -> str:
     """Why bashlex must not see `text` (it would misread it, or loop forever), or ""."""
     if lexer.too_deep:
         return _NOTE_TOO_DEEP
@@ -267,6 +277,19 @@ def _bashlex_hazard(text: str, lexer: Lexer) -> str:
         return _NOTE_QUOTED_DOLLAR
     if lexer.midword_procsub:
         return _NOTE_MIDWORD_PROCSUB
+    # Constructs bashlex always rejects: saying so up front saves a parse that would fail.
+    for tokens in lexer.scripts:
+        previous = (OP, "")
+        for token in tokens:
+            if token[0] == ARITH:
+                return _NOTE_ARITHMETIC_COMMAND
+            at_command = previous[0] == OP and previous[1] not in REDIRECTS
+            if at_command or previous[1] in OPENERS:
+                if token[1] == "[[":
+                    return _double_bracket_note(text, line)
+                if token[1] in _REJECTED:
+                    return _REJECTED[token[1]]
+            previous = token
     # bashlex's `_paramexpand` loops, eating memory, when a word holds no `}` after a `${`, as
     # in a here-document inside `<( )`. A `${` closed on its own line cannot trigger it;
     # others are rare enough to leave to the tokenizer.
@@ -307,61 +330,47 @@ def _unquote_heredoc_delimiters(text: str) -> tuple[str, tuple[int, ...]]:
     return "".join(parts), tuple(positions)
 
 
-def _walk_bashlex(text: str, found: _Found, depth: int) -> None:
+def _walk_bashlex(text: str, lexer: Lexer, found: _Found, *, depth: int, line: int | None) -> None:
     """Parse `text` with bashlex and record its commands; raises whatever bashlex raises."""
-    prepared, quoted_heredocs = _unquote_heredoc_delimiters(text)
+    prepared, quoted = _unquote_heredoc_delimiters(text)
     stack = bashlex.parse(prepared)
     while stack:  # iterative: trees can be deep
         node = stack.pop()
         kind = node.kind
         if kind == "command":
-            words = [prepared[p.pos[0] : p.pos[1]] for p in node.parts if p.kind in _BASHLEXWORDS]
+            words = [_original(text, quoted, p.pos) for p in node.parts if p.kind in _WORDS]
             found.command(words, depth)
-            stack.extend(node.parts)
+            stack.extend(p for p in node.parts if p.kind == "redirect")
         elif kind == "function":
             found.functions.add(node.name.word)
             stack.append(node.body)
         elif kind == "compound":
             if _is_arithmetic_command(node):
-                raise _Unsupported(_NOTEARITHMETIC_COMMAND)
+                raise _Unsupported(_NOTE_ARITHMETIC_COMMAND)
             stack.extend(node.list)
             stack.extend(node.redirects)
-        elif kind == "redirect":
-            if hasattr(node.output, "kind"):  # `2>&1` has an int here
-                stack.append(node.output)
-            heredoc = getattr(node, "heredoc", None)
-            if heredoc is None:
-                continue
+        elif kind == "redirect" and getattr(node, "heredoc", None) is not None:
             # Inside `if`/`while`/`{ }` bashlex reads the body as commands and keeps only the
             # delimiter line: the body then does not start on the line after the operator.
-            if heredoc.pos[0] != prepared.find("\n", node.output.pos[1]) + 1:
+            if node.heredoc.pos[0] != prepared.find("\n", node.output.pos[1]) + 1:
                 raise _Unsupported(_NOTE_HEREDOC)
-            if node.pos[0] not in quoted_heredocs:
-                found.fallback(heredoc.value, depth=depth, data=True)
-        elif kind in ("commandsubstitution", "processsubstitution"):
-            # bashlex parses only the first line of `$( )`, so its body is analysed afresh,
-            # from the original text (quoted here-document delimiters and all).
-            start, end = (p + 2 * bisect.bisect_left(quoted_heredocs, p) for p in node.pos)
-            found.script(_substitution_body(text, start, end), depth=depth)
-        elif kind == "parameter":
-            # bashlex leaves `${x:-$(hostname)}` unparsed.
-            value = getattr(node, "value", "")
-            if "$(" in value or "`" in value:
-                found.fallback(value, depth=depth, data=True)
-        else:  # list, pipeline, if, for, while, until, word, assignment; leaves have no parts
+        else:  # list, pipeline, if, for, while, until; leaves have no parts
             stack.extend(getattr(node, "parts", ()))
+    # bashlex parses only the first line of a `$( )`, not the `$( )` in `${x:-$(cmd)}` or in
+    # here-documents, and its positions in multi-line ones drift; the tokenizer's
+    # substitutions are analysed instead, each as a script of its own.
+    for start, substitution in lexer.substitutions:
+        first = None if line is None else line + text.count("\n", 0, start)
+        found.script(substitution, depth=depth, line=first)
 
 
-def _substitution_body(text: str, start: int, end: int) -> str:
-    """The script inside the `$( )`, `<( )`, `>( )` or backticks at `text[start:end]`."""
-    if text[start : start + 1] == "`" and text[end - 1 : end] == "`" and end - start > 1:
-        return re.sub(r"\\([\\`$])", r"\1", text[start + 1 : end - 1])
-    if text[start : start + 2] in {"$(", "<(", ">("} and text[end - 1 : end] == ")":
-        return text[start + 2 : end - 1]
-    raise _Unsupported("bashlex misplaced a substitution")
+def _original(text: str, quoted: tuple[int, ...], span: tuple[int, int]) -> str:
+    """The part of `text` that bashlex's `span` in the prepared text stands for."""
+    start, end = (p + 2 * bisect.bisect_left(quoted, p) for p in span)
+    return text[start:end]
 
 
-_BASHLEXWORDS = frozenset({"word", "assignment"})
+_WORDS = frozenset({"word", "assignment"})
 
 
 def _is_arithmetic_command(node: Any) -> bool:
@@ -379,28 +388,34 @@ def _is_arithmetic_command(node: Any) -> bool:
     )
 
 
-def _failure_note(exc: Exception, text: str) -> str:
-    """Say why bashlex could not analyse `text`, for `ScriptDependencies.note`."""
+def _failure_note(exc: Exception, text: str, line: int | None) -> str:
+    """Say why bashlex could not analyse `text`, which starts on `line`, for the note."""
     message = str(exc)
     if isinstance(exc, _Unsupported):
         return message
     if isinstance(exc, NotImplementedError):
         if "pattern" in message or "case" in message:
-            return "bashlex cannot parse 'case' (idank/bashlex#91)"
+            return _REJECTED["case"]
         if "arithmetic" in message:
             return "bashlex cannot parse arithmetic '$(( ))' (idank/bashlex#68)"
         for construct in ("time", "select", "coproc"):
             if f"{construct} command" in message or f"{{{construct}}}" in message:
-                return f"bashlex cannot parse '{construct}'"
+                return _REJECTED[construct]
         return f"bashlex cannot parse this construct: {message}"
-    position = getattr(exc, "position", None)
-    if isinstance(position, int):  # bashlex's ParsingError and MatchedPairError
-        line = text.count("\n", 0, position) + 1
-        start = text.rfind("\n", 0, position) + 1
-        if "[[" in text[start : position + 1]:  # bashlex has no `[[ ]]`: the commonest failure
-            return f"bashlex cannot parse '[[ ]]' (line {line})"
-        return f"bashlex cannot parse line {line}: {getattr(exc, 'message', message)}"
+    if hasattr(exc, "position"):  # bashlex's ParsingError and MatchedPairError
+        # bashlex has no `[[ ]]`, the commonest failure. Its error positions count from the
+        # start of a line, not of the script, so they give no line number.
+        if _DOUBLE_BRACKET.search(text):
+            return _double_bracket_note(text, line)
+        return f"bashlex cannot parse the script: {getattr(exc, 'message', message)}"
     return f"bashlex failed: {type(exc).__name__}: {message}"
+
+
+def _double_bracket_note(text: str, line: int | None) -> str:
+    test = _DOUBLE_BRACKET.search(text)
+    row = text.count("\n", 0, test.start()) if test else 0
+    where = "a nested script" if line is None else f"line {line + row}"
+    return f"bashlex cannot parse '[[ ]]' ({where})"
 
 
 def _walk_tokens(tokens: list[Token], found: _Found, depth: int) -> None:

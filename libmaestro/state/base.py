@@ -100,6 +100,7 @@ class StateStore(Protocol):
         group: str = "",
         inputs: Sequence[Fingerprint] = (),
         started_at: float | None = None,
+        reason: str = "",
     ) -> StepRecord:
         """Record a process call of a running run, pending or running; `inputs` are recorded.
 

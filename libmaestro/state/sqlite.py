@@ -222,8 +222,9 @@ class SqliteStateStore(SqliteDatabase):
         group: str = "",
         inputs: Sequence[Fingerprint] = (),
         started_at: float | None = None,
+        reason: str = "",
     ) -> StepRecord:
-        """See `StateStore.start_step`."""
+        """See `StateStore.start_step`; `reason` says why the step runs (resume explains it)."""
         if state is StepState.SKIPPED:
             raise StateTransitionError("record skipped steps with record_skipped")
         check_transition(None, state, step=process)
@@ -241,6 +242,7 @@ class SqliteStateStore(SqliteDatabase):
                 job_id=job_id,
                 grp=group,
                 started_at=began,
+                reason=reason,
             )
             self._insert_inputs(conn, run.workflow_id, step_id, inputs)
             return self._get_step(conn, step_id)

@@ -31,6 +31,19 @@ def run(
             "--jobs", "-j", min=1, help="CPUs local processes may use at once (default: all)."
         ),
     ] = None,
+    resume: Annotated[
+        str | None,
+        typer.Option(
+            "--resume",
+            "-r",
+            metavar="[SESSION]",
+            help="Resume a session (default: this project's latest): reuse the steps that are "
+            "up to date, run the rest.",
+        ),
+    ] = None,
+    explain: Annotated[
+        bool, typer.Option("--explain", help="Say why each process runs or is skipped.")
+    ] = False,
     no_check: Annotated[
         bool,
         typer.Option("--no-check", help="Skip the build checks (ShellCheck, config references)."),
@@ -47,6 +60,8 @@ def run(
         maestro run ../pipeline --config cluster.toml
 
         maestro run -- --sample S1        # pass --sample S1 to the program
+
+        maestro run --resume --explain    # redo what changed in the latest session, say why
     """
     cli: CliContext = ctx.obj
     found = libmaestro.find_project(project)
@@ -64,6 +79,12 @@ def run(
             )
             raise typer.Exit(2)
     code = libmaestro.run_project(
-        found, program_args=cli.program_args, config=config, debug=cli.debug, jobs=jobs
+        found,
+        program_args=cli.program_args,
+        config=config,
+        debug=cli.debug,
+        jobs=jobs,
+        resume=resume,
+        explain=explain,
     )
     raise typer.Exit(code)

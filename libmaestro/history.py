@@ -1,0 +1,299 @@
+"""Run history and resume: what the runner records in the state store, and when it may reuse.
+
+Every process call gets a cache key made of what determines its result: the prepared script,
+its args, the executor's environment (type, container, modules), the inputs' paths and the
+outputs it declares; plus, for each input, a fingerprint of the file (size and mtime, and a
+content hash for files up to `HASH_LIMIT`). On `--resume`, a step is reused ("skipped") only when
+its last success in this workflow instance had the same key, its inputs still match their
+recorded fingerprints, and every output it recorded is still there, unchanged. Otherwise it runs,
+and the reason is recorded on the step and, with `--explain`, shown: "input reads.fq changed:
+size 1200→1310", "script changed at line 3".
+
+Content hashes make the decision exact where mtimes lie: a file that was touched or rewritten
+with the same bytes (a producer that reran and wrote the same output) does not force its
+consumers to run again.
+"""
+
+from __future__ import annotations
+
+import getpass
+import hashlib
+import json
+import os
+import socket
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from libmaestro.config.model import ExecutorConfig
+from libmaestro.jobs import JobResult
+from libmaestro.process import Process, fanout_group
+from libmaestro.state import (
+    Fingerprint,
+    LastSuccess,
+    Reason,
+    RunRecord,
+    RunState,
+    SqliteStateStore,
+    WorkflowRecord,
+    default_store_path,
+)
+
+STORE_ENV_VAR = "MAESTRO_STORE"  # `maestro --store PATH`
+RESUME_ENV_VAR = "MAESTRO_RESUME"  # `maestro run --resume [SESSION]`: a session name or "latest"
+EXPLAIN_ENV_VAR = "MAESTRO_EXPLAIN"  # `maestro run --explain`
+HASH_LIMIT = 64 * 1024 * 1024  # larger files are compared by size and mtime only
+KEY_VERSION = 1
+
+
+def store_path() -> Path:
+    """`MAESTRO_STORE`, else `$MAESTRO_HOME/state.db`, else the user's data directory."""
+    explicit = os.environ.get(STORE_ENV_VAR, "")
+    return Path(explicit).expanduser() if explicit else default_store_path()
+
+
+def open_store(path: Path | None = None) -> SqliteStateStore:
+    """The user's state store (opened lazily, on first use)."""
+    return SqliteStateStore(path or store_path())
+
+
+def fingerprint(path: Path) -> Fingerprint | None:
+    """A file's fingerprint (a directory's: its tree), or None if it does not exist."""
+    try:
+        if path.is_dir():
+            return _tree_fingerprint(path)
+        info = path.stat()
+    except OSError:
+        return None
+    return Fingerprint.of_file(path, content_hash=info.st_size <= HASH_LIMIT)
+
+
+def _tree_fingerprint(root: Path) -> Fingerprint:
+    """A directory as one fingerprint: total size, newest mtime, a hash of its listing."""
+    listing = hashlib.sha256()
+    size = 0
+    newest = root.stat().st_mtime_ns
+    for directory, subdirs, files in os.walk(root):
+        subdirs.sort()
+        for name in sorted(files):
+            path = Path(directory, name)
+            try:
+                info = path.stat()
+            except OSError:
+                continue
+            size += info.st_size
+            newest = max(newest, info.st_mtime_ns)
+            entry = f"{path.relative_to(root)}\0{info.st_size}\0{info.st_mtime_ns}\n"
+            listing.update(entry.encode("utf-8", "surrogateescape"))
+    return Fingerprint(path=root, size=size, mtime_ns=newest, sha256=listing.hexdigest())
+
+
+def step_key(process: Process, executor: ExecutorConfig) -> str:
+    """The cache key of a process call, as JSON so a later run can say what changed."""
+    container = executor.container
+    key = {
+        "v": KEY_VERSION,
+        "script": process.prepared.text,
+        "args": dict(sorted(process.args.items())),
+        "executor": {
+            "type": executor.type.value,
+            "container": f"{container.runtime.value}:{container.image}" if container else None,
+            "modules": list(executor.modules),
+        },
+        "inputs": {var: str(path) for var, path in sorted(process.inputs.items())},
+        "outputs": {var: str(rel) for var, rel in sorted(process.outputs.items())},
+    }
+    return json.dumps(key, sort_keys=True)
+
+
+def _first_difference(old: str, new: str) -> int:
+    old_lines, new_lines = old.splitlines(), new.splitlines()
+    for number, (a, b) in enumerate(zip(old_lines, new_lines, strict=False), start=1):
+        if a != b:
+            return number
+    return min(len(old_lines), len(new_lines)) + 1
+
+
+def _key_changes(old_text: str, new_text: str) -> list[str]:
+    try:
+        old: dict[str, Any] = json.loads(old_text)
+        new: dict[str, Any] = json.loads(new_text)
+    except ValueError:
+        return ["recorded by another version of maestro"]
+    if old.get("v") != new.get("v"):
+        return ["recorded by another version of maestro"]
+    changes = []
+    if old["script"] != new["script"]:
+        changes.append(f"script changed at line {_first_difference(old['script'], new['script'])}")
+    for name in sorted(old["args"].keys() | new["args"].keys()):
+        before, after = old["args"].get(name), new["args"].get(name)
+        if before != after:
+            changes.append(f"arg {name} changed: {before!r} → {after!r}")
+    if old["executor"] != new["executor"]:
+        changes.append(f"executor changed: {old['executor']} → {new['executor']}")
+    for role in ("inputs", "outputs"):
+        for name in sorted(old[role].keys() | new[role].keys()):
+            before, after = old[role].get(name), new[role].get(name)
+            if before != after:
+                changes.append(f"{role[:-1]} {name} changed: {before} → {after}")
+    return changes
+
+
+def _file_change(role: str, recorded: Fingerprint) -> str | None:
+    """Why `recorded` no longer describes the file at its path, or None if it still does."""
+    # The parent too: a merge step's inputs are often several `stats.tsv` of different steps.
+    name = f"{recorded.path.parent.name}/{recorded.path.name}"
+    current = fingerprint(recorded.path)
+    if current is None:
+        return f"{role} {name} is missing"
+    if current.same_stat(recorded):
+        return None
+    if current.size != recorded.size:
+        return f"{role} {name} changed: size {recorded.size}→{current.size}"
+    if recorded.sha256 is not None and current.sha256 == recorded.sha256:
+        return None  # touched or rewritten with the same content
+    return f"{role} {name} changed: content modified"
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """Whether a process call may reuse its last success, and why (not)."""
+
+    reuse: LastSuccess | None
+    reasons: tuple[str, ...]
+    key: str
+
+    @property
+    def text(self) -> str:
+        return "; ".join(self.reasons) if self.reasons else str(Reason.UP_TO_DATE)
+
+
+@dataclass
+class RunHistory:
+    """One run of a workflow instance in the store; the runner reports every step to it."""
+
+    store: SqliteStateStore
+    workflow: WorkflowRecord
+    run: RunRecord
+    explain: bool = False
+    previous: dict[str, LastSuccess] = field(default_factory=dict)
+
+    @classmethod
+    def start(
+        cls,
+        store: SqliteStateStore,
+        workflow: WorkflowRecord,
+        *,
+        resuming: bool,
+        explain: bool,
+    ) -> RunHistory:
+        me = psutil.Process()
+        run = store.start_run(
+            workflow.id, pid=me.pid, pid_start_time=me.create_time(), command=tuple(sys.argv)
+        )
+        # One bulk query instead of one per process: deciding that a 10,000-step instance is
+        # up to date must take well under a second.
+        previous = store.last_successes(workflow.id) if resuming else {}
+        return cls(store, workflow, run, explain=explain, previous=previous)
+
+    def decide(self, process: Process, executor: ExecutorConfig) -> Decision:
+        key = step_key(process, executor)
+        last = self.previous.get(process.name)
+        if last is None:
+            first = "first run" if not self.previous else "no earlier success in this session"
+            return Decision(None, (first,), key)
+        reasons = _key_changes(last.step.cache_key, key)
+        if not reasons:
+            for recorded in last.inputs:
+                if (change := _file_change("input", recorded.fingerprint)) is not None:
+                    reasons.append(change)
+            for recorded in last.outputs:
+                if (change := _file_change("output", recorded.fingerprint)) is not None:
+                    reasons.append(change)
+        return Decision(None if reasons else last, tuple(reasons), key)
+
+    def skipped(self, decision: Decision) -> None:
+        assert decision.reuse is not None
+        step = decision.reuse.step
+        self.store.record_skipped(self.run.id, reused=step.id, group=step.group or None)
+
+    def started(
+        self, process: Process, executor: ExecutorConfig, workdir: Path, decision: Decision
+    ) -> int:
+        step = self.store.start_step(
+            self.run.id,
+            process=process.name,
+            cache_key=decision.key,
+            executor=executor.name,
+            workdir=workdir,
+            group=fanout_group(process.name),
+            reason=decision.text,
+        )
+        return step.id
+
+    def succeeded(
+        self, step_id: int, process: Process, outputs: Mapping[str, Path], result: JobResult
+    ) -> None:
+        # Fingerprints are taken before the success is recorded, in the same transaction as
+        # it: a crash in between leaves a step that did not succeed, never the reverse.
+        recorded_outputs = [fp for path in outputs.values() if (fp := fingerprint(path))]
+        recorded_inputs = [fp for path in process.inputs.values() if (fp := fingerprint(path))]
+        self.store.succeed_step(
+            step_id,
+            outputs=recorded_outputs,
+            inputs=recorded_inputs,
+            exit_code=result.exit_code,
+            ended_at=result.ended_at,
+            max_rss_kib=result.max_rss_kib,
+            cpu_seconds=(result.user_seconds or 0.0) + (result.system_seconds or 0.0),
+        )
+
+    def failed(self, step_id: int, result: JobResult | None, error: str) -> None:
+        self.store.fail_step(
+            step_id,
+            reason=result.reason if result and result.reason else "",
+            exit_code=result.exit_code if result else None,
+            error=error,
+            ended_at=result.ended_at if result else None,
+            max_rss_kib=result.max_rss_kib if result else None,
+        )
+
+    def aborted(self, step_id: int, error: str) -> None:
+        self.store.abort_step(step_id, error=error)
+
+    def finish(self, state: RunState) -> None:
+        self.store.finish_run(self.run.id, state)
+
+
+def create_workflow(
+    store: SqliteStateStore,
+    *,
+    session: str,
+    project: str,
+    entry: Path,
+    config_path: Path | None,
+) -> WorkflowRecord:
+    """Record a new workflow instance (one per session)."""
+    config_text = ""
+    if config_path is not None:
+        try:
+            config_text = config_path.read_text(encoding="utf-8")
+        except OSError:
+            config_text = ""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = str(os.getuid())
+    return store.create_workflow(
+        session=session,
+        project=project,
+        entry=str(entry),
+        config=config_text,
+        user=user,
+        host=socket.gethostname(),
+        metadata={"project": project},
+    )
