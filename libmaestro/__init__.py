@@ -73,8 +73,18 @@ from libmaestro.graph import (
     to_mermaid,
     to_svg,
 )
+from libmaestro.history import open_store, store_path
 from libmaestro.process import Process, ProcessOutputs
 from libmaestro.project import Project, find_project, init_project, run_project
+from libmaestro.state import (
+    RunState,
+    SqliteStateStore,
+    StateError,
+    StateNotFoundError,
+    StepState,
+    WorkflowState,
+    run_is_alive,
+)
 from libmaestro.templates import InitResult, list_templates
 
 __all__ = [
@@ -105,14 +115,20 @@ __all__ = [
     "ProcessInterruptedError",
     "ProcessOutputs",
     "Project",
+    "RunState",
     "Severity",
     "SlurmConfig",
     "SlurmExecutor",
+    "SqliteStateStore",
     "StagingError",
     "StagingMode",
     "StartupError",
+    "StateError",
+    "StateNotFoundError",
+    "StepState",
     "TimeLimit",
     "UnsupportedError",
+    "WorkflowState",
     "arg",
     "build_project",
     "collapse_groups",
@@ -124,12 +140,15 @@ __all__ = [
     "list_templates",
     "load_graph",
     "main",
+    "open_store",
     "parallelize",
     "process",
     "raise_failures",
+    "run_is_alive",
     "run_project",
     "save_graph",
     "static_graph",
+    "store_path",
     "to_dot",
     "to_mermaid",
     "to_svg",

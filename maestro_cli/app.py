@@ -6,7 +6,9 @@ failed, 2 for bad usage or configuration). A traceback is shown only with --debu
 
 from __future__ import annotations
 
+import os
 import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -59,6 +61,15 @@ def root(
     debug: Annotated[
         bool, typer.Option("--debug", help="Show full tracebacks for errors.")
     ] = False,
+    store: Annotated[
+        Path | None,
+        typer.Option(
+            "--store",
+            envvar="MAESTRO_STORE",
+            help="The run-history database to use (default: $MAESTRO_HOME/state.db, else the "
+            "user data directory).",
+        ),
+    ] = None,
     version: Annotated[
         bool,
         typer.Option(
@@ -70,6 +81,9 @@ def root(
 
     Start with `maestro init demo && cd demo && maestro run`.
     """
+    if store is not None:
+        # Commands and the workflows they start find the store through the environment.
+        os.environ["MAESTRO_STORE"] = str(store.expanduser().resolve())
     passed = ctx.obj if isinstance(ctx.obj, dict) else {}
     ctx.obj = CliContext.create(debug=debug, program_args=passed.get("program_args", ()))
 
