@@ -18,11 +18,15 @@ from __future__ import annotations
 
 import getpass
 import hashlib
+import itertools
 import json
+import logging
 import os
 import socket
 import sys
-from collections.abc import Mapping
+import threading
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,9 +43,12 @@ from libmaestro.state import (
     RunRecord,
     RunState,
     SqliteStateStore,
+    StateError,
     WorkflowRecord,
     default_store_path,
 )
+
+log = logging.getLogger(__name__)
 
 STORE_ENV_VAR = "MAESTRO_STORE"  # `maestro --store PATH`
 RESUME_ENV_VAR = "MAESTRO_RESUME"  # `maestro run --resume [SESSION]`: a session name or "latest"
@@ -172,15 +179,93 @@ class Decision:
         return "; ".join(self.reasons) if self.reasons else str(Reason.UP_TO_DATE)
 
 
+class _Writer:
+    """Writes to the store from one background thread, many records per transaction.
+
+    Process threads only queue what happened and go on: a 1,000-process fan-out then costs a
+    few dozen commits instead of thousands, each waited for by a process. Order is kept (one
+    queue, one thread). A crash loses at most the last `INTERVAL` of records, which only makes
+    a later `--resume` run those steps again: a success is never recorded without its verified
+    outputs, because both are written by one operation.
+    """
+
+    INTERVAL = 0.1  # seconds to gather writes before a commit
+
+    def __init__(self, store: SqliteStateStore) -> None:
+        self.store = store
+        self._queue: list[Callable[[], object]] = []
+        self._cond = threading.Condition()
+        self._busy = False
+        self._closed = False
+        self._thread = threading.Thread(target=self._loop, name="maestro-history", daemon=True)
+        self._thread.start()
+
+    def submit(self, operation: Callable[[], object]) -> None:
+        with self._cond:
+            self._queue.append(operation)
+            self._cond.notify_all()
+
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                while not self._queue and not self._closed:
+                    self._cond.wait()
+                if not self._queue and self._closed:
+                    return
+            time.sleep(self.INTERVAL)  # let more writes arrive, for one commit
+            with self._cond:
+                operations, self._queue = self._queue, []
+                self._busy = True
+            try:
+                with self.store.batch():
+                    for operation in operations:
+                        try:
+                            operation()
+                        except StateError as exc:  # one refused record must not lose the rest
+                            log.warning("run history: %s", exc)
+            except StateError as exc:
+                log.warning("run history: %d records not written: %s", len(operations), exc)
+            finally:
+                with self._cond:
+                    self._busy = False
+                    self._cond.notify_all()
+
+    def flush(self) -> None:
+        """Return once everything queued so far is committed."""
+        with self._cond:
+            while self._queue or self._busy:
+                self._cond.wait(0.5)
+
+    def close(self) -> None:
+        self.flush()
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        self._thread.join(timeout=5)
+
+
 @dataclass
 class RunHistory:
-    """One run of a workflow instance in the store; the runner reports every step to it."""
+    """One run of a workflow instance in the store; the runner reports every step to it.
+
+    Step records are written in the background (see `_Writer`); `started` returns a token that
+    stands for the step until its record exists.
+    """
 
     store: SqliteStateStore
     workflow: WorkflowRecord
     run: RunRecord
     explain: bool = False
     previous: dict[str, LastSuccess] = field(default_factory=dict)
+    _writer: _Writer | None = None
+    _ids: dict[int, int] = field(default_factory=dict)  # token -> step id
+    _tokens: itertools.count[int] = field(default_factory=itertools.count)
+
+    @property
+    def writer(self) -> _Writer:
+        if self._writer is None:
+            self._writer = _Writer(self.store)
+        return self._writer
 
     @classmethod
     def start(
@@ -219,53 +304,85 @@ class RunHistory:
     def skipped(self, decision: Decision) -> None:
         assert decision.reuse is not None
         step = decision.reuse.step
-        self.store.record_skipped(self.run.id, reused=step.id, group=step.group or None)
+        self.writer.submit(
+            lambda: self.store.record_skipped(self.run.id, reused=step.id, group=step.group or None)
+        )
 
     def started(
         self, process: Process, executor: ExecutorConfig, workdir: Path, decision: Decision
     ) -> int:
-        step = self.store.start_step(
-            self.run.id,
-            process=process.name,
-            cache_key=decision.key,
-            executor=executor.name,
-            workdir=workdir,
-            group=fanout_group(process.name),
-            reason=decision.text,
-        )
-        return step.id
+        token = next(self._tokens)
+        started_at = time.time()
+
+        def write() -> None:
+            step = self.store.start_step(
+                self.run.id,
+                process=process.name,
+                cache_key=decision.key,
+                executor=executor.name,
+                workdir=workdir,
+                group=fanout_group(process.name),
+                reason=decision.text,
+                started_at=started_at,
+            )
+            self._ids[token] = step.id
+
+        self.writer.submit(write)
+        return token
+
+    def _on_step(self, token: int, operation: Callable[[int], object]) -> None:
+        def write() -> None:
+            step_id = self._ids.pop(token, None)
+            if step_id is not None:  # None: its start could not be recorded (logged)
+                operation(step_id)
+
+        self.writer.submit(write)
 
     def succeeded(
-        self, step_id: int, process: Process, outputs: Mapping[str, Path], result: JobResult
+        self, token: int, process: Process, outputs: Mapping[str, Path], result: JobResult
     ) -> None:
-        # Fingerprints are taken before the success is recorded, in the same transaction as
-        # it: a crash in between leaves a step that did not succeed, never the reverse.
+        # Fingerprints are taken now, after the outputs were verified, and written in the same
+        # transaction as the success: a crash in between leaves a step that did not succeed,
+        # never the reverse.
         recorded_outputs = [fp for path in outputs.values() if (fp := fingerprint(path))]
         recorded_inputs = [fp for path in process.inputs.values() if (fp := fingerprint(path))]
-        self.store.succeed_step(
-            step_id,
-            outputs=recorded_outputs,
-            inputs=recorded_inputs,
-            exit_code=result.exit_code,
-            ended_at=result.ended_at,
-            max_rss_kib=result.max_rss_kib,
-            cpu_seconds=(result.user_seconds or 0.0) + (result.system_seconds or 0.0),
+        self._on_step(
+            token,
+            lambda step_id: self.store.succeed_step(
+                step_id,
+                outputs=recorded_outputs,
+                inputs=recorded_inputs,
+                exit_code=result.exit_code,
+                ended_at=result.ended_at,
+                max_rss_kib=result.max_rss_kib,
+                cpu_seconds=(result.user_seconds or 0.0) + (result.system_seconds or 0.0),
+            ),
         )
 
-    def failed(self, step_id: int, result: JobResult | None, error: str) -> None:
-        self.store.fail_step(
-            step_id,
-            reason=result.reason if result and result.reason else "",
-            exit_code=result.exit_code if result else None,
-            error=error,
-            ended_at=result.ended_at if result else None,
-            max_rss_kib=result.max_rss_kib if result else None,
+    def failed(self, token: int, result: JobResult | None, error: str) -> None:
+        self._on_step(
+            token,
+            lambda step_id: self.store.fail_step(
+                step_id,
+                reason=result.reason if result and result.reason else "",
+                exit_code=result.exit_code if result else None,
+                error=error,
+                ended_at=result.ended_at if result else None,
+                max_rss_kib=result.max_rss_kib if result else None,
+            ),
         )
 
-    def aborted(self, step_id: int, error: str) -> None:
-        self.store.abort_step(step_id, error=error)
+    def aborted(self, token: int, error: str) -> None:
+        self._on_step(token, lambda step_id: self.store.abort_step(step_id, error=error))
+
+    def flush(self) -> None:
+        if self._writer is not None:
+            self._writer.flush()
 
     def finish(self, state: RunState) -> None:
+        """Write everything still queued, then end the run with `state`."""
+        if self._writer is not None:
+            self._writer.close()
         self.store.finish_run(self.run.id, state)
 
 

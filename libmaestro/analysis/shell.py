@@ -36,8 +36,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import bashlex  # type: ignore[import-untyped]  # bashlex ships no type hints or stubs
-
 from libmaestro.analysis._bash_words import (
     ARITH,
     ASSIGNMENT,
@@ -121,10 +119,10 @@ _MAX_SCRIPT_DEPTH = 8
 # bashlex fails on a quoted here-document delimiter (`<<'EOF'`). Its body is data to bashlex
 # either way, so the quotes are removed before parsing (and the words mapped back after).
 _QUOTED_HEREDOC = re.compile(r"(?<!<)<<(-?[ \t]*)(['\"])([^'\"\s]+)\2")
+_DOUBLE_BRACKET = re.compile(r"(?<![^\s;&|(!{])\[\[\s")  # `[[ ` starting a word
 # bashlex expands `$` inside a single-quoted part of a word unless the whole word is quoted
 # (subst.py looks for the closing quote from the opening one): `-e's/$(x)//'` yields a command
 # `x`, and `-F'${'` loops forever.
-_DOUBLE_BRACKET = re.compile(r"(?<![^\s;&|(!{])\[\[\s")  # `[[ ` starting a word
 _NOTE_QUOTED_DOLLAR = "bashlex misreads '$' inside a quoted part of a word"
 _NOTE_HEREDOC = "bashlex misreads a here-document inside a compound command"
 _NOTE_MIDWORD_PROCSUB = "bashlex does not see '<( )' or '>( )' inside a word"
@@ -333,6 +331,10 @@ def _unquote_heredoc_delimiters(text: str) -> tuple[str, tuple[int, ...]]:
 def _walk_bashlex(text: str, lexer: Lexer, found: _Found, *, depth: int, line: int | None) -> None:
     """Parse `text` with bashlex and record its commands; raises whatever bashlex raises."""
     prepared, quoted = _unquote_heredoc_delimiters(text)
+    # Imported here: bashlex builds its parser tables on import (~0.25 s), which every workflow
+    # start and every CLI command would pay, though only `maestro build` parses scripts.
+    import bashlex  # type: ignore[import-untyped]
+
     stack = bashlex.parse(prepared)
     while stack:  # iterative: trees can be deep
         node = stack.pop()
@@ -412,6 +414,7 @@ def _failure_note(exc: Exception, text: str, line: int | None) -> str:
 
 
 def _double_bracket_note(text: str, line: int | None) -> str:
+    """Say that bashlex cannot parse `[[ ]]`, and where the first one is."""
     test = _DOUBLE_BRACKET.search(text)
     row = text.count("\n", 0, test.start()) if test else 0
     where = "a nested script" if line is None else f"line {line + row}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import threading
@@ -19,12 +20,16 @@ from libmaestro.jobs import JobHandle, JobResult, JobSpec, JobState
 @dataclass(slots=True)
 class _Running:
     popen: subprocess.Popen[bytes]
-    create_time: float
     started_at: float
 
 
 class LocalBackend(Backend):
-    """Jobs are local processes; `backend_id` is `"pid:create_time"` so a reused PID is never hit.
+    """Jobs are local processes; `backend_id` is `"pid:start time"`.
+
+    A child's PID cannot be reused before it is reaped, and this backend reaps it only in
+    `wait`, so while a job is known here its PID is its own: the kernel's record of its start
+    (which `terminate_tree` checks) is read only when it is cancelled. Reading it at start costs
+    about a millisecond per job, as /proc blocks while the child is still exec'ing.
 
     Each job gets its own session (`setsid`), so Ctrl-C at the terminal reaches the orchestrator
     only; the orchestrator then stops every job's whole tree itself, which is what lets it report
@@ -55,13 +60,9 @@ class LocalBackend(Backend):
                 close_fds=True,
             )
         started_at = time.time()
-        try:
-            create_time = psutil.Process(popen.pid).create_time()
-        except psutil.NoSuchProcess:  # finished already; it stays a zombie until waited for
-            create_time = started_at
-        backend_id = f"{popen.pid}:{create_time:.3f}"
+        backend_id = f"{popen.pid}:{started_at:.3f}"
         with self._lock:
-            self._running[backend_id] = _Running(popen, create_time, started_at)
+            self._running[backend_id] = _Running(popen, started_at)
         return JobHandle(self.executor_name, backend_id)
 
     def wait(self, handle: JobHandle) -> JobResult:
@@ -110,7 +111,10 @@ class LocalBackend(Backend):
 
     def _terminate(self, backend_id: str, target: _Running, grace: float) -> None:
         try:
-            terminate_tree(target.popen.pid, create_time=target.create_time, grace=grace)
+            # Not reaped yet (see the class docstring), so this PID is still the job's.
+            with contextlib.suppress(psutil.NoSuchProcess):
+                create_time = psutil.Process(target.popen.pid).create_time()
+                terminate_tree(target.popen.pid, create_time=create_time, grace=grace)
         finally:
             with self._lock:
                 self._cancelling.pop(backend_id, None)

@@ -44,6 +44,7 @@ class SqliteDatabase:
         self.path = Path(path)
         self.busy_timeout = busy_timeout
         self._lock = threading.RLock()
+        self._batch: sqlite3.Connection | None = None  # the open transaction of `batch()`
         self._conn: sqlite3.Connection | None = None
         self._pid = 0
 
@@ -98,8 +99,56 @@ class SqliteDatabase:
         return StateError(f"the state store {self.path} failed: {text}")
 
     @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """Run several writes of this thread in one transaction (one commit, not one each).
+
+        Each write inside keeps its own all-or-nothing behaviour through a savepoint, so one
+        refused write (a conflict) does not undo the others. Other threads wait for the batch.
+        """
+        with self._lock:
+            if self._batch is not None:  # already batching: just join it
+                yield
+                return
+            try:
+                conn = self._connect()
+                conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                raise self._error(exc) from exc
+            self._batch = conn
+            try:
+                yield
+            except BaseException:
+                conn.rollback()
+                raise
+            else:
+                try:
+                    conn.execute("COMMIT")
+                except sqlite3.Error as exc:
+                    conn.rollback()
+                    raise self._error(exc) from exc
+            finally:
+                self._batch = None
+
+    @contextlib.contextmanager
+    def _savepoint(self, conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+        conn.execute("SAVEPOINT maestro_op")
+        try:
+            yield conn
+        except BaseException as exc:
+            conn.execute("ROLLBACK TO maestro_op")
+            conn.execute("RELEASE maestro_op")
+            if isinstance(exc, sqlite3.Error):
+                raise self._error(exc) from exc
+            raise
+        conn.execute("RELEASE maestro_op")
+
+    @contextlib.contextmanager
     def _transaction(self, mode: str) -> Iterator[sqlite3.Connection]:
         with self._lock:
+            if self._batch is not None:
+                with self._savepoint(self._batch) as conn:
+                    yield conn
+                return
             try:
                 conn = self._connect()
                 conn.execute(f"BEGIN {mode}")

@@ -14,7 +14,7 @@ from libmaestro.analysis.shell import ScriptDependencies, apply_declared, script
 
 @dataclass(frozen=True)
 class Case:
-    id: str
+    name: str
     script: str
     commands: frozenset[str]
     dynamic: frozenset[str] = frozenset()
@@ -23,7 +23,7 @@ class Case:
 
 
 def case(
-    id: str,
+    name: str,
     script: str,
     commands: str,
     *,
@@ -33,7 +33,7 @@ def case(
 ) -> Case:
     """A corpus entry; `commands` is space-separated."""
     return Case(
-        id,
+        name,
         script,
         frozenset(commands.split()),
         frozenset(dynamic),
@@ -381,13 +381,13 @@ def _check(result: ScriptDependencies, expected: Case) -> None:
     assert set(result.functions) == expected.functions
 
 
-@pytest.mark.parametrize("entry", CORPUS, ids=[c.id for c in CORPUS])
+@pytest.mark.parametrize("entry", CORPUS, ids=[c.name for c in CORPUS])
 def test_script_dependencies_corpus(entry: Case) -> None:
     """script_dependencies should find exactly the corpus entry's commands."""
     _check(script_dependencies(entry.script), entry)
 
 
-@pytest.mark.parametrize("entry", CORPUS, ids=[c.id for c in CORPUS])
+@pytest.mark.parametrize("entry", CORPUS, ids=[c.name for c in CORPUS])
 def test_script_dependencies_fallback_agrees_on_corpus(entry: Case) -> None:
     """The fallback tokenizer alone should give the same answer as bashlex plus fallback."""
     found = shell._Found()
@@ -398,9 +398,9 @@ def test_script_dependencies_fallback_agrees_on_corpus(entry: Case) -> None:
     assert found.functions == entry.functions
 
 
-def test_corpus_is_large_and_ids_are_unique() -> None:
+def test_script_dependencies_corpus_is_large_with_unique_ids() -> None:
     assert len(CORPUS) >= 40
-    assert len({c.id for c in CORPUS}) == len(CORPUS)
+    assert len({c.name for c in CORPUS}) == len(CORPUS)
 
 
 def test_script_dependencies_results_are_sorted_and_unique() -> None:
@@ -431,7 +431,7 @@ def test_script_dependencies_parsed_script_is_analyzed() -> None:
         ("(( n > 3 )) && gzip x", ("gzip",), "'(( ))' (idank/bashlex#68)"),
         ("[[ -s x.bam ]] && samtools index x.bam", ("samtools",), "'[[ ]]' (line 1)"),
         ("time bwa index ref.fa", ("bwa",), "'time'"),
-        ('a=(x y)\nls "${a[@]}"', ("ls",), "line 1"),
+        ('a=(x y)\nls "${a[@]}"', ("ls",), "unexpected token"),
         ('select x in a b; do gzip "$x"; done', ("gzip",), "'select'"),
     ],
     ids=[
@@ -453,6 +453,57 @@ def test_script_dependencies_unparsable_uses_fallback(
     assert note in result.note
     assert result.note.startswith("bashlex")
     assert result.commands == commands
+
+
+@pytest.mark.parametrize(
+    ("script", "commands", "note"),
+    [
+        (
+            'if [ -n "$x" ]; then\n  python3 - <<PY\nimport sys\nPY\nfi\n',
+            ("python3",),
+            "here-document inside a compound command",
+        ),
+        ("sed -e's/$(date)/x/' in.txt\n", ("sed",), "'$' inside a quoted part of a word"),
+        (
+            "kallisto quant -i idx --single -l 200 -s 20 --reads=<(zcat r.fq.gz)\n",
+            ("kallisto", "zcat"),
+            "inside a word",
+        ),
+        # bashlex would loop forever, eating memory, on this one.
+        ("paste <(cat <<'EOF'\n${\nEOF\n) x\n", ("cat", "paste"), "'${' without '}'"),
+    ],
+    ids=["heredoc-in-if", "quoted-dollar", "procsub-in-word", "unclosed-brace"],
+)
+def test_script_dependencies_bashlex_misreadings_use_fallback(
+    script: str, commands: tuple[str, ...], note: str
+) -> None:
+    """Scripts bashlex parses wrongly (or never finishes) should go to the tokenizer."""
+    result = script_dependencies(script)
+    assert not result.analyzed
+    assert note in result.note
+    assert result.commands == commands
+
+
+def test_script_dependencies_multiline_substitution_is_read_whole() -> None:
+    """bashlex keeps only the first line of a `$( )`; every line should count."""
+    script = """\
+total=$(
+    samtools idxstats "$bam" |
+        awk '{ s += $3 } END { print s }'
+)
+mkdir -p "$(
+    dirname "$out"
+)"
+x=`hostname
+uname -r`
+"""
+    result = script_dependencies(script)
+    assert result.commands == ("awk", "dirname", "hostname", "mkdir", "samtools", "uname")
+    assert result.analyzed
+
+
+def test_script_dependencies_dollar_dollar_is_the_pid() -> None:
+    assert script_dependencies('tmp="/tmp/x.$$(y)"; sort -T "$tmp" a').commands == ("sort",)
 
 
 def test_script_dependencies_case_patterns_are_not_commands() -> None:
@@ -615,6 +666,13 @@ NASTY = [
     "env -u",
     "timeout",
     "\n" * 1000,
+    # bashlex loops forever (and fills memory) on these two.
+    "-'${'",
+    "<(<<'EOF'\n${\nEOF\n)",
+    "x=$(\n" * 40 + "ls\n" + ")\n" * 40,
+    "${" * 2000,
+    '"$(' * 300,
+    "$((" * 300,
 ]
 
 
@@ -626,7 +684,8 @@ def test_script_dependencies_never_raises_on_nasty_input(script: str) -> None:
 
 def test_script_dependencies_never_raises_on_random_input() -> None:
     rng = random.Random(0)
-    alphabet = list("abcxyz09 \t\n;&|()<>{}[]$`'\"\\#=*!-:/") + [
+    alphabet = [
+        *"abcxyz09 \t\n;&|()<>{}[]$`'\"\\#=*!-:/",
         "$(",
         "<<EOF\n",
         "case ",
