@@ -209,7 +209,13 @@ def run_main(fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
         display.finish(outcome="interrupted")
         if _debug():
             raise
-        _exit(display, f"interrupted; stopped {stopped} running process(es)", EXIT_INTERRUPTED)
+        never = session.scheduler.never_started
+        unstarted = f"; {never} fan-out item(s) never started" if never else ""
+        _exit(
+            display,
+            f"interrupted; stopped {stopped} running process(es){unstarted}",
+            EXIT_INTERRUPTED,
+        )
     except MaestroError as exc:
         _quiet_signals()
         session.stop()

@@ -71,6 +71,7 @@ class Scheduler:
         self._cpus_in_use = 0
         self._per_executor: dict[str, int] = {}
         self._stopping = False
+        self.never_started = 0  # tasks dropped by stop(): fan-out items and DAG nodes
 
     # ----------------------------------------------------------------------------- slots
     def _weight(self, executor: ExecutorConfig) -> int:
@@ -197,6 +198,11 @@ class Scheduler:
     def stop(self) -> None:
         """Start nothing new: refuse slots, drop every queued task."""
         with self._cond:
+            if not self._stopping:
+                # Queued tasks, and DAG nodes not even queued yet, will never run.
+                self.never_started = sum(
+                    max(0, b.expected - b.finished - b.running) for b in self._batches
+                )
             self._stopping = True
             for batch in self._batches:
                 batch.cancelled = True
