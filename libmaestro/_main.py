@@ -209,8 +209,8 @@ def run_main(fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
         display.finish(outcome="interrupted")
         if _debug():
             raise
-        never = session.scheduler.never_started
-        unstarted = f"; {never} fan-out item(s) never started" if never else ""
+        never = session.never_started
+        unstarted = f"; {never} process(es) or fan-out item(s) never started" if never else ""
         _exit(
             display,
             f"interrupted; stopped {stopped} running process(es){unstarted}",

@@ -145,6 +145,7 @@ def _wait(
 
 
 def _not_started(process: Process, session: Session) -> ProcessInterruptedError:
+    session.count_not_started()
     return ProcessInterruptedError(
         f"process {process.name!r} was not started because the session is stopping",
         process=process.name,
@@ -167,6 +168,9 @@ def _execute(
         session.scheduler.acquire(executor)
     except StoppedError:
         raise _not_started(process, session) from None
+    except KeyboardInterrupt:  # Ctrl-C while this (main) thread waited for a slot
+        session.count_not_started()
+        raise
     try:
         session.emit(
             ProcessEvent(

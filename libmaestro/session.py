@@ -86,6 +86,7 @@ class Session:
         self._running: dict[JobHandle, Backend] = {}
         self._backends: dict[ExecutorConfig, Backend] = {}
         self._stopping = False
+        self._not_started = 0
         self._stopped: set[JobHandle] = set()
         # Held for a whole stop(), so a second caller returns only once the first one's jobs are
         # really gone: `@main` must not exit while the signal handler's thread is still within
@@ -166,6 +167,16 @@ class Session:
     def untrack(self, handle: JobHandle) -> None:
         with self._lock:
             self._running.pop(handle, None)
+
+    def count_not_started(self) -> None:
+        """A process was refused because the session is stopping (reported at the end)."""
+        with self._lock:
+            self._not_started += 1
+
+    @property
+    def never_started(self) -> int:
+        """Processes refused while stopping, plus fan-out items and DAG nodes never run."""
+        return self._not_started + self.scheduler.never_started
 
     def request_stop(self) -> None:
         """Mark the session as stopping, so nothing new starts; safe to call in a signal handler.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import subprocess
 import threading
@@ -15,6 +16,8 @@ import psutil
 from libmaestro._proctree import terminate_tree
 from libmaestro.executors.base import Backend
 from libmaestro.jobs import JobHandle, JobResult, JobSpec, JobState
+
+_EXEC_ATTEMPTS = 20
 
 
 @dataclass(slots=True)
@@ -49,16 +52,26 @@ class LocalBackend(Backend):
 
     def start(self, spec: JobSpec) -> JobHandle:
         with spec.stdout.open("wb") as out, spec.stderr.open("wb") as err:
-            popen = subprocess.Popen(
-                list(spec.argv),
-                cwd=spec.workdir,
-                env=spec.env,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=err,
-                start_new_session=True,
-                close_fds=True,
-            )
+            for attempt in range(_EXEC_ATTEMPTS):
+                try:
+                    popen = subprocess.Popen(
+                        list(spec.argv),
+                        cwd=spec.workdir,
+                        env=spec.env,
+                        stdin=subprocess.DEVNULL,
+                        stdout=out,
+                        stderr=err,
+                        start_new_session=True,
+                        close_fds=True,
+                    )
+                    break
+                except OSError as exc:
+                    # "Text file busy": another thread forked while this job's script was still
+                    # open for writing, and its child holds that descriptor until it execs.
+                    # The window is microseconds; waiting a moment is the standard cure.
+                    if exc.errno != errno.ETXTBSY or attempt == _EXEC_ATTEMPTS - 1:
+                        raise
+                    time.sleep(0.005 * (attempt + 1))
         started_at = time.time()
         backend_id = f"{popen.pid}:{started_at:.3f}"
         with self._lock:
