@@ -26,8 +26,10 @@ _BLOCK = 64 * 1024
 
 def logs(
     ctx: typer.Context,
-    session: Annotated[str, typer.Argument(help="The session (see `maestro status`).")],
-    step: Annotated[str, typer.Argument(help="The step: its process name.")],
+    session: Annotated[
+        str, typer.Argument(metavar="SESSION", help="The session (see `maestro status`).")
+    ],
+    step: Annotated[str, typer.Argument(metavar="STEP", help="The step: its process name.")],
     stderr: Annotated[
         bool, typer.Option("--stderr", help="Show standard error instead of output.")
     ] = False,
@@ -65,9 +67,14 @@ def logs(
     latest = history[-1]
     where = f"step {step} (run {latest.attempt}, {latest.state.value})"
     if latest.workdir is None:
+        pending = latest.state is libmaestro.StepState.PENDING
         raise libmaestro.MaestroError(
-            f"{where} has no working directory yet: it has not started; try again once "
-            "`maestro status` shows it running"
+            f"{where} has no logs: "
+            + (
+                "it has not started yet; try again once `maestro status` shows it running"
+                if pending
+                else "the state store recorded no working directory for it"
+            )
         )
     path = latest.workdir / (STDERR_FILE if stderr else STDOUT_FILE)
 
@@ -84,7 +91,12 @@ def logs(
             "directory was removed)"
         )
     if latest.reused_from is not None:
-        cli.errors.print(f"{where}: showing the log of the success it reused", style="dim")
+        origin = store.step(latest.reused_from)
+        cli.errors.print(
+            f"{step} was skipped in run {latest.attempt} as already successful; showing the log "
+            f"of run {origin.attempt}",
+            style="dim",
+        )
     with path.open("rb") as handle:
         handle.seek(0 if lines is None else _tail_start(handle, lines))
         _copy(handle, follow=active if follow else None)
