@@ -77,17 +77,26 @@ from libmaestro.history import open_store, store_path
 from libmaestro.process import Process, ProcessOutputs
 from libmaestro.project import Project, find_project, init_project, run_project
 from libmaestro.state import (
+    AggregatedStep,
+    Rollup,
+    RunRecord,
     RunState,
     SqliteStateStore,
     StateError,
     StateNotFoundError,
+    StepRecord,
     StepState,
+    WorkflowRecord,
     WorkflowState,
+    WorkflowSummary,
+    aggregate_steps,
+    rollup_of,
     run_is_alive,
 )
 from libmaestro.templates import InitResult, list_templates
 
 __all__ = [
+    "AggregatedStep",
     "BuildResult",
     "ConfigError",
     "Container",
@@ -115,6 +124,8 @@ __all__ = [
     "ProcessInterruptedError",
     "ProcessOutputs",
     "Project",
+    "Rollup",
+    "RunRecord",
     "RunState",
     "Severity",
     "SlurmConfig",
@@ -125,10 +136,14 @@ __all__ = [
     "StartupError",
     "StateError",
     "StateNotFoundError",
+    "StepRecord",
     "StepState",
     "TimeLimit",
     "UnsupportedError",
+    "WorkflowRecord",
     "WorkflowState",
+    "WorkflowSummary",
+    "aggregate_steps",
     "arg",
     "build_project",
     "collapse_groups",
@@ -144,6 +159,7 @@ __all__ = [
     "parallelize",
     "process",
     "raise_failures",
+    "rollup_of",
     "run_is_alive",
     "run_project",
     "save_graph",

@@ -260,12 +260,18 @@ class RunHistory:
     _writer: _Writer | None = None
     _ids: dict[int, int] = field(default_factory=dict)  # token -> step id
     _tokens: itertools.count[int] = field(default_factory=itertools.count)
+    _writer_lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
     def writer(self) -> _Writer:
-        if self._writer is None:
-            self._writer = _Writer(self.store)
-        return self._writer
+        # Under a lock: the first processes of a fan-out call this from several threads at once,
+        # and two writers (two queues, two threads) broke the order of a step's records (its
+        # success ran before its start and was dropped, so the step ended aborted RUN_ENDED in
+        # a run that succeeded) and `finish` flushed only the last one.
+        with self._writer_lock:
+            if self._writer is None:
+                self._writer = _Writer(self.store)
+            return self._writer
 
     @classmethod
     def start(
@@ -313,6 +319,10 @@ class RunHistory:
     ) -> int:
         token = next(self._tokens)
         started_at = time.time()
+        # The inputs as the step is about to read them: fingerprinted at its end instead, an
+        # input edited while the step ran was recorded as the one it used, and the next resume
+        # reused the output made from the old content.
+        recorded_inputs = [fp for path in process.inputs.values() if (fp := fingerprint(path))]
 
         def write() -> None:
             step = self.store.start_step(
@@ -322,6 +332,7 @@ class RunHistory:
                 executor=executor.name,
                 workdir=workdir,
                 group=fanout_group(process.name),
+                inputs=recorded_inputs,
                 reason=decision.text,
                 started_at=started_at,
             )
@@ -339,19 +350,21 @@ class RunHistory:
         self.writer.submit(write)
 
     def succeeded(
-        self, token: int, process: Process, outputs: Mapping[str, Path], result: JobResult
+        self,
+        token: int,
+        process: Process,  # noqa: ARG002  # its inputs were fingerprinted by `started`
+        outputs: Mapping[str, Path],
+        result: JobResult,
     ) -> None:
         # Fingerprints are taken now, after the outputs were verified, and written in the same
         # transaction as the success: a crash in between leaves a step that did not succeed,
         # never the reverse.
         recorded_outputs = [fp for path in outputs.values() if (fp := fingerprint(path))]
-        recorded_inputs = [fp for path in process.inputs.values() if (fp := fingerprint(path))]
         self._on_step(
             token,
             lambda step_id: self.store.succeed_step(
                 step_id,
                 outputs=recorded_outputs,
-                inputs=recorded_inputs,
                 exit_code=result.exit_code,
                 ended_at=result.ended_at,
                 max_rss_kib=result.max_rss_kib,

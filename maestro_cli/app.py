@@ -16,7 +16,7 @@ from rich.markup import escape
 from typer.core import TyperGroup
 
 import libmaestro
-from maestro_cli.commands import build, dag, init, run
+from maestro_cli.commands import build, dag, init, logs, run, status
 from maestro_cli.context import CliContext
 
 
@@ -46,6 +46,8 @@ app = typer.Typer(
 app.command("init")(init.init)
 app.command("build")(build.build)
 app.command("dag")(dag.dag)
+app.command("status")(status.status)
+app.command("logs")(logs.logs)
 app.command("run")(run.run)
 
 

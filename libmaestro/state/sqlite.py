@@ -301,7 +301,10 @@ class SqliteStateStore(SqliteDatabase):
             moving = step.state is not state or state.is_terminal
             if moving:
                 check_transition(step.state, state, step=f"{step.process} (run {step.attempt})")
-            updates: dict[str, Any] = {"state": state.value, "reason": str(reason), "error": error}
+            updates: dict[str, Any] = {"state": state.value, "error": error}
+            if reason or state in {StepState.INVALIDATED, StepState.PENDING}:
+                # An empty reason keeps why the step ran (recorded at its start) for --why.
+                updates["reason"] = str(reason)
             if state is StepState.RUNNING and (moving or started_at is not None):
                 updates["started_at"] = now(started_at)
             if state.is_terminal:
@@ -342,9 +345,9 @@ class SqliteStateStore(SqliteDatabase):
                     for f in outputs
                 ],
             )
+            # `reason` keeps why the step ran (resume records it at start, --why shows it).
             updates = {
                 "state": StepState.SUCCEEDED.value,
-                "reason": "",
                 "exit_code": exit_code,
                 "ended_at": now(ended_at),
                 "max_rss_kib": max_rss_kib,
