@@ -5,7 +5,8 @@ Everything a process leaves behind sits in its working directory, next to its ou
     .maestro.sh     the script exactly as it ran (dedented, with its shebang)
     .maestro.out    its standard output
     .maestro.err    its standard error
-    .maestro.json   exit status, times and resource use
+    .maestro.json   exit status, times and resource use, when there is no run history
+                    (a plain script; with @main they are in the state store)
 """
 
 from __future__ import annotations
@@ -227,8 +228,8 @@ def _fresh_workdir(session: Session, process: Process) -> Path:
     to `<session>/.attempts/` (never deleted: its logs explain the earlier failure) so staging
     and outputs start clean.
     """
-    workdir = session.claim(process.name)
-    if any(workdir.iterdir()):
+    workdir, existed = session.claim_new(process.name)
+    if existed and any(workdir.iterdir()):
         attempts = session.directory / ATTEMPTS_DIR
         attempts.mkdir(exist_ok=True)
         workdir.rename(attempts / f"{process.name}.{time.strftime('%Y%m%dT%H%M%S')}.{os.getpid()}")
@@ -335,7 +336,9 @@ def run_process(process: Process, *, executor: ExecutorConfig, session: Session)
             else:
                 history.failed(step_id, None, str(exc))
         raise
-    _record(workdir, session=session, process=process, executor=name, result=result)
+    if history is None:
+        # Without run history (a plain script) this file is the only record of how it ended.
+        _record(workdir, session=session, process=process, executor=name, result=result)
     error = _verify(process, name, workdir, result, session)
     if error is not None:
         if history and step_id is not None:

@@ -138,6 +138,14 @@ class Session:
 
     def claim(self, process: str) -> Path:
         """Reserve a process's directory; a second process with the same name is an error."""
+        return self.claim_new(process)[0]
+
+    def claim_new(self, process: str) -> tuple[Path, bool]:
+        """Like `claim`, and also say whether the directory already existed (an earlier attempt).
+
+        Creating the directory is how that is found out: one system call, where listing it
+        would be another for every process of a run.
+        """
         with self._lock:
             if process in self._claimed:
                 raise ProcessDefinitionError(
@@ -147,8 +155,11 @@ class Session:
                 )
             self._claimed.add(process)
         workdir = self.directory / process
-        workdir.mkdir(parents=True, exist_ok=True)
-        return workdir
+        try:
+            workdir.mkdir(parents=True)
+        except FileExistsError:
+            return workdir, True
+        return workdir, False
 
     def backend(self, executor: ExecutorConfig) -> Backend:
         """The backend that runs jobs for this executor, made once per session."""
