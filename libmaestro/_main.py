@@ -38,7 +38,13 @@ from libmaestro.project import JOBS_ENV_VAR, read_pyproject
 from libmaestro.recorder import GraphRecorder
 from libmaestro.session import Session, activate
 from libmaestro.startup import check_references, project_root
-from libmaestro.state import RunState, SqliteStateStore, WorkflowRecord, run_is_alive
+from libmaestro.state import (
+    RunState,
+    SqliteStateStore,
+    StateNotFoundError,
+    WorkflowRecord,
+    run_is_alive,
+)
 
 log = logging.getLogger(__name__)
 
@@ -163,7 +169,17 @@ def _resumable(
     store: SqliteStateStore, resume: str, *, project: str, entry: Path
 ) -> WorkflowRecord:
     if resume != "latest":
-        return store.get_workflow(resume)  # StateNotFoundError names what exists
+        try:
+            return store.get_workflow(resume)
+        except StateNotFoundError:
+            # A misspelt name is a usage error (exit 2, like "no earlier session" below), and
+            # the store's own message named neither the project's sessions nor what to do.
+            recent = [s.workflow.session for s in store.list_workflows(project=project, limit=5)]
+            known = f"; recent sessions of {project}: {', '.join(recent)}" if recent else ""
+            raise ProjectError(
+                f"there is no session named {resume!r} to resume{known} "
+                "(`maestro status` lists them; --resume alone takes the latest)"
+            ) from None
     candidates = store.list_workflows(project=project, limit=50)
     for summary in candidates:
         if summary.workflow.entry == str(entry):
