@@ -63,8 +63,14 @@ class Scheduler:
 
     def __init__(self, *, cpu_budget: int | None = None, workers: int | None = None) -> None:
         self.cpu_budget = max(1, cpu_budget or os.cpu_count() or 1)
-        self.workers = max(2, workers or 4 * self.cpu_budget)
-        self._cond = threading.Condition()
+        # Local processes need no more threads than CPUs (plus one, so the next process is
+        # staged while others run); remote executors (Slurm) ask for more, through `workers`.
+        self.workers = max(2, workers or self.cpu_budget + 1)
+        mutex = threading.RLock()
+        self._cond = threading.Condition(mutex)  # task queues changed, batches finished
+        # Slot waiters have their own condition on the same lock: a process ending must not
+        # wake every idle worker thread, nor a new task every thread waiting for a slot.
+        self._slots = threading.Condition(mutex)
         self._batches: list[Batch] = []
         self._threads: list[threading.Thread] = []
         self._idle = 0
@@ -94,13 +100,13 @@ class Scheduler:
                     self._cpus_in_use += weight
                     self._per_executor[executor.name] = count + 1
                     return
-                self._cond.wait(_WAIT_SLICE)
+                self._slots.wait(_WAIT_SLICE)
 
     def release(self, executor: ExecutorConfig) -> None:
         with self._cond:
             self._cpus_in_use -= self._weight(executor)
             self._per_executor[executor.name] -= 1
-            self._cond.notify_all()
+            self._slots.notify_all()
 
     # ----------------------------------------------------------------------------- tasks
     def open_batch(self, *, limit: int | None = None) -> Batch:
@@ -207,6 +213,7 @@ class Scheduler:
             for batch in self._batches:
                 batch.cancelled = True
             self._cond.notify_all()
+            self._slots.notify_all()
 
     @property
     def stopping(self) -> bool:

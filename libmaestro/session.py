@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 from libmaestro._names import readable_name
 from libmaestro.config import ProjectConfig, find_config_file, load_config
-from libmaestro.config.model import ExecutorConfig
+from libmaestro.config.model import ExecutorConfig, ExecutorType
 from libmaestro.errors import MaestroError, ProcessDefinitionError
 from libmaestro.executors import backend_for
 from libmaestro.executors.base import Backend
@@ -32,6 +32,9 @@ if TYPE_CHECKING:
     from libmaestro.history import RunHistory
 
 log = logging.getLogger(__name__)
+
+
+DEFAULT_REMOTE_PARALLEL = 64  # jobs a Slurm executor may have at once without max_parallel
 
 
 class EventKind(enum.Enum):
@@ -74,7 +77,7 @@ class Session:
         max_parallel: int | None = None,
     ) -> None:
         self.name = name
-        self.scheduler = Scheduler(cpu_budget=max_parallel)
+        self.scheduler = Scheduler(cpu_budget=max_parallel, workers=_workers_for(config))
         self.history: RunHistory | None = None  # set by @main: the run's record in the store
         self.directory = directory
         self.started_at = time.time()
@@ -226,6 +229,20 @@ class Session:
                 listener(event)
             except Exception:  # a broken display must never stop the workflow
                 log.exception("session listener failed")
+
+
+def _workers_for(config: ProjectConfig | None) -> int | None:
+    """Worker threads for a configuration whose executors run jobs off this machine.
+
+    A thread waits for each process, and Slurm jobs take no local CPU, so a Slurm executor
+    needs as many threads as jobs it may have queued and running (its max_parallel).
+    """
+    if config is None:
+        return None
+    remote = [e for e in config.executors.values() if e.type is not ExecutorType.LOCAL]
+    if not remote:
+        return None
+    return min(256, sum(e.max_parallel or DEFAULT_REMOTE_PARALLEL for e in remote))
 
 
 class _ActiveSession:

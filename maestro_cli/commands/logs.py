@@ -11,14 +11,14 @@ from typing import IO, Annotated
 import typer
 
 import libmaestro
-from maestro_cli.commands.status import (
+from maestro_cli.context import CliContext
+from maestro_cli.history_views import (
     STDERR_FILE,
     STDOUT_FILE,
     find_workflow,
     reading_store,
     unknown_step,
 )
-from maestro_cli.context import CliContext
 
 POLL_SECONDS = 0.5  # how often --follow looks for new lines and asks whether the step ended
 _BLOCK = 64 * 1024

@@ -323,6 +323,7 @@ def test_nested_fan_outs_cannot_deadlock_when_every_worker_is_busy(session: Sess
 def test_idle_workers_of_a_finished_fan_out_serve_the_next_one(isolated_env: Path) -> None:
     """A new fan-out should get up to `workers` threads even when idle ones are left over."""
     session = make_session(isolated_env, max_parallel=2)
+    session.scheduler = Scheduler(cpu_budget=2, workers=8)  # as a Slurm configuration gets
     maestro.parallelize(range(3), lambda _: time.sleep(0.05))  # leaves idle workers behind
     target = 6
     lock = threading.Lock()
