@@ -17,7 +17,7 @@ import re
 import subprocess
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from xml.sax.saxutils import escape
+from html import escape as _html_escape
 
 MAX_PER_ROW = 16
 MAX_LINES = 4
@@ -113,7 +113,9 @@ class _Slot:
 def xml_text(text: str) -> str:
     """`text` escaped for XML character data and attribute values (both quote kinds)."""
     cleaned = _NOT_XML.sub("\ufffd", text)
-    return escape(cleaned, {'"': "&quot;", "'": "&#39;"})
+    # html.escape, not xml.sax.saxutils: the same escaping, without importing urllib and
+    # http.client into every workflow that records its graph.
+    return _html_escape(cleaned, quote=True)
 
 
 def order_layers(

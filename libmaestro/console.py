@@ -11,18 +11,28 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, replace
-from typing import Protocol, TextIO
-
-from rich.console import Console, Group, RenderableType
-from rich.live import Live
-from rich.markup import escape
-from rich.text import Text
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
 from libmaestro.errors import MaestroError
 from libmaestro.process import fanout_group
 from libmaestro.session import EventKind, ProcessEvent, Session
 
+if TYPE_CHECKING:
+    from rich.console import RenderableType
+    from rich.live import Live
+
 MAX_RUNNING_SHOWN = 8
+
+
+def _rich() -> Any:
+    """rich, imported when a live view is first drawn: piped runs never pay its import time."""
+    from rich.console import Console, Group
+    from rich.live import Live
+    from rich.markup import escape
+    from rich.text import Text
+
+    return SimpleNamespace(Console=Console, Group=Group, Live=Live, escape=escape, Text=Text)
 
 
 def _seconds(value: float) -> str:
@@ -165,17 +175,20 @@ class LiveDisplay:
     """A live view: finished processes scroll above, the running ones and the counts below."""
 
     def __init__(self, stream: TextIO, *, explain: bool = False) -> None:
-        self.console = Console(file=stream, highlight=False)
+        self._r = _rich()
+        self.console = self._r.Console(file=stream, highlight=False)
         self.explain = explain
         self.tally = _Tally()
         self.live: Live | None = None
+        self._escape = self._r.escape
 
     def _render(self) -> RenderableType:
         tally = self.tally
         now = time.monotonic()
+        r = self._r
         with tally.lock:
             running = sorted(tally.running.items(), key=lambda item: item[1])
-            head = Text.assemble(
+            head = r.Text.assemble(
                 ("maestro ", "bold"),
                 (tally.session.name if tally.session else "", "cyan"),
                 f"  {_seconds(now - tally.started)}  ",
@@ -191,7 +204,7 @@ class LiveDisplay:
         grouped = {label for label, _ in fanouts}
         # Fan-outs get one line each however large they are; single processes are listed.
         for label, group in fanouts[-MAX_RUNNING_SHOWN:]:
-            line = Text(f"  {label} ", style="bold")
+            line = r.Text(f"  {label} ", style="bold")
             line.append(f"{group.done}/{group.members} done", style="green")
             if group.running:
                 line.append(f", {group.running} running", style="yellow")
@@ -200,17 +213,18 @@ class LiveDisplay:
             lines.append(line)
         single = [(n, t) for n, t in running if fanout_group(n) not in grouped]
         for name, since in single[:MAX_RUNNING_SHOWN]:
-            lines.append(Text(f"  ⠿ {name}  {_seconds(now - since)}", style="yellow"))
+            lines.append(r.Text(f"  ⠿ {name}  {_seconds(now - since)}", style="yellow"))
         if len(single) > MAX_RUNNING_SHOWN:
-            lines.append(Text(f"  … and {len(single) - MAX_RUNNING_SHOWN} more running"))
-        return Group(*lines)
+            lines.append(r.Text(f"  … and {len(single) - MAX_RUNNING_SHOWN} more running"))
+        rendered: RenderableType = r.Group(*lines)
+        return rendered
 
     def start(self, session: Session) -> None:
         self.tally.session = session
         self.console.print(
             f"[bold]maestro[/] session [cyan]{session.name}[/] in {session.directory}"
         )
-        self.live = Live(
+        self.live = self._r.Live(
             get_renderable=self._render, console=self.console, refresh_per_second=8, transient=True
         )
         self.live.start()
@@ -219,16 +233,20 @@ class LiveDisplay:
         group = self.tally.update(event)
         if self.explain and event.reason and event.kind in {EventKind.STARTED, EventKind.SKIPPED}:
             verb = "runs" if event.kind is EventKind.STARTED else "skipped"
-            self.console.print(f"[cyan]·[/] {escape(event.process)} {verb}: {escape(event.reason)}")
+            self.console.print(
+                f"[cyan]·[/] {self._escape(event.process)} {verb}: {self._escape(event.reason)}"
+            )
         if event.kind is EventKind.SKIPPED:
             return
         if event.kind is EventKind.SUCCEEDED:
             if group.members > 1:
                 return  # a fan-out's progress is its line in the live view, not 1,000 lines
             duration = event.result.duration if event.result else 0.0
-            self.console.print(f"[green]✓[/] {escape(event.process)} [dim]{_seconds(duration)}[/]")
+            self.console.print(
+                f"[green]✓[/] {self._escape(event.process)} [dim]{_seconds(duration)}[/]"
+            )
         elif event.kind is not EventKind.STARTED:
-            self.console.print(f"[red]✗ {escape(_failure_line(event))}[/]")
+            self.console.print(f"[red]✗ {self._escape(_failure_line(event))}[/]")
 
     def finish(self, *, outcome: str) -> None:
         if self.live is not None:
@@ -238,7 +256,9 @@ class LiveDisplay:
         for label, group in self.tally.groups.items():
             if group.members > 1:
                 failed = f", [red]{group.failed} failed[/]" if group.failed else ""
-                self.console.print(f"  {escape(label)}: {group.done}/{group.members} done{failed}")
+                self.console.print(
+                    f"  {self._escape(label)}: {group.done}/{group.members} done{failed}"
+                )
         style = "green" if outcome == "succeeded" else "red"
         name = self.tally.session.name if self.tally.session else "-"
         self.console.print(
@@ -249,7 +269,7 @@ class LiveDisplay:
         if self.live is not None:
             self.live.stop()
             self.live = None
-        self.console.print(f"[red bold]error:[/] {escape(message)}")
+        self.console.print(f"[red bold]error:[/] {self._escape(message)}")
 
 
 def make_display(stream: TextIO | None = None, *, explain: bool = False) -> Display:
