@@ -200,7 +200,13 @@ Case = Callable[[Path], tuple[float, str]]
 
 
 def cases(n: int, base: Path) -> dict[tuple[str, str], Case]:
-    env = {**os.environ, "MAESTRO_PLAIN": "1", "MAESTRO_JOBS": "2"}
+    # A store of its own: benchmark runs must not fill the user's run history.
+    env = {
+        **os.environ,
+        "MAESTRO_PLAIN": "1",
+        "MAESTRO_JOBS": "2",
+        "MAESTRO_STORE": str(base / "state.db"),
+    }
     (base / "floor.py").write_text(FLOOR)
     (base / "workflow.py").write_text(MAESTRO)
     found: dict[tuple[str, str], Case] = {}

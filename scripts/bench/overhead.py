@@ -74,7 +74,8 @@ def fresh(base: Path, name: str) -> Path:
 
 
 def measure(n: int, repeat: int, base: Path) -> dict[str, float]:
-    env = {**os.environ, "MAESTRO_PLAIN": "1"}
+    # A store of its own: benchmark runs must not fill the user's run history.
+    env = {**os.environ, "MAESTRO_PLAIN": "1", "MAESTRO_STORE": str(base / "state.db")}
     (base / "floor.py").write_text(FLOOR)
     (base / "workflow.py").write_text(MAESTRO)
     maestro = [str(Path(sys.executable).parent / "maestro")]
