@@ -29,6 +29,19 @@ from libmaestro.api import (
     inputs,
     process,
 )
+from libmaestro.background import (
+    ActiveRun,
+    KillError,
+    KillOutcome,
+    KillResult,
+    KillTarget,
+    PidFile,
+    active_runs,
+    find_kill_targets,
+    kill_run,
+    start_background,
+    wait_for_session,
+)
 from libmaestro.build import build_project
 from libmaestro.config.model import (
     Container,
@@ -96,6 +109,7 @@ from libmaestro.state import (
 from libmaestro.templates import InitResult, list_templates
 
 __all__ = [
+    "ActiveRun",
     "AggregatedStep",
     "BuildResult",
     "ConfigError",
@@ -109,6 +123,10 @@ __all__ = [
     "GenericExecutor",
     "GraphNode",
     "InitResult",
+    "KillError",
+    "KillOutcome",
+    "KillResult",
+    "KillTarget",
     "LocalExecutor",
     "MaestroError",
     "MailType",
@@ -117,6 +135,7 @@ __all__ = [
     "Node",
     "NodeState",
     "NotRunError",
+    "PidFile",
     "Process",
     "ProcessDefinitionError",
     "ProcessError",
@@ -143,15 +162,18 @@ __all__ = [
     "WorkflowRecord",
     "WorkflowState",
     "WorkflowSummary",
+    "active_runs",
     "aggregate_steps",
     "arg",
     "build_project",
     "collapse_groups",
     "executor",
+    "find_kill_targets",
     "find_project",
     "find_run_graph",
     "init_project",
     "inputs",
+    "kill_run",
     "list_templates",
     "load_graph",
     "main",
@@ -163,9 +185,11 @@ __all__ = [
     "run_is_alive",
     "run_project",
     "save_graph",
+    "start_background",
     "static_graph",
     "store_path",
     "to_dot",
     "to_mermaid",
     "to_svg",
+    "wait_for_session",
 ]

@@ -21,7 +21,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from libmaestro.errors import MaestroError, ProcessInterruptedError
 from libmaestro.scheduler import Batch, Scheduler, StoppedError
@@ -65,13 +65,19 @@ class FanOutError(ExceptionGroup, MaestroError):
         return "\n".join(lines)
 
 
-def raise_failures(results: Iterable[object], *, what: str = "items") -> None:
-    """Raise one FanOutError listing every exception among `results`; do nothing if none."""
-    failures = [r for r in results if isinstance(r, Exception)]
+def raise_failures(results: Iterable[T | Exception], *, what: str = "items") -> list[T]:
+    """Raise one FanOutError listing every exception among `results`; else return them.
+
+    The return value is the same results, typed as values: with `align` returning a Path,
+    `raise_failures(parallelize(samples, align))` is a `list[Path]`, where `parallelize` gave
+    `list[Path | Exception]`.
+    """
+    items = list(results)
+    failures = [r for r in items if isinstance(r, Exception)]
     if failures:
-        total = len(results) if isinstance(results, Sequence) else None
-        of = f" of {total}" if total is not None else ""
+        of = f" of {len(items)}" if isinstance(results, Sequence) else ""
         raise FanOutError(f"{len(failures)}{of} {what} failed", failures)
+    return cast(list[T], items)
 
 
 def _scheduler() -> Scheduler:

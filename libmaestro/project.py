@@ -140,7 +140,7 @@ def init_project(directory: Path, *, template: str = "default", force: bool = Fa
     return render_template(template, directory, force=force)
 
 
-def run_project(
+def program_command(
     project: Project,
     *,
     program_args: Sequence[str] = (),
@@ -149,13 +149,11 @@ def run_project(
     jobs: int | None = None,
     resume: str | None = None,
     explain: bool = False,
-) -> int:
-    """Run the project's workflow in the foreground and return its exit code.
+) -> tuple[list[str], dict[str, str]]:
+    """The argv and environment that start the project's workflow program, as `maestro run` does.
 
-    The child shares the terminal (and its process group), so Ctrl-C reaches the workflow
-    directly and it stops its own processes; this parent ignores SIGINT and waits for that.
-    SIGTERM and SIGHUP sent to this parent alone are passed on, so killing `maestro run` stops
-    the workflow too.
+    Raises:
+        ProjectError: `config` does not exist.
     """
     command = [sys.executable, str(project.entry)] if project.is_python else [str(project.entry)]
     env = dict(os.environ)
@@ -171,7 +169,36 @@ def run_project(
         env["MAESTRO_RESUME"] = resume  # read by @main (libmaestro.history.RESUME_ENV_VAR)
     if explain:
         env["MAESTRO_EXPLAIN"] = "1"
-    child = subprocess.Popen([*command, *program_args], cwd=project.root, env=env)
+    return [*command, *program_args], env
+
+
+def run_project(
+    project: Project,
+    *,
+    program_args: Sequence[str] = (),
+    config: Path | None = None,
+    debug: bool = False,
+    jobs: int | None = None,
+    resume: str | None = None,
+    explain: bool = False,
+) -> int:
+    """Run the project's workflow in the foreground and return its exit code.
+
+    The child shares the terminal (and its process group), so Ctrl-C reaches the workflow
+    directly and it stops its own processes; this parent ignores SIGINT and waits for that.
+    SIGTERM and SIGHUP sent to this parent alone are passed on, so killing `maestro run` stops
+    the workflow too. `libmaestro.start_background` starts it detached instead.
+    """
+    argv, env = program_command(
+        project,
+        program_args=program_args,
+        config=config,
+        debug=debug,
+        jobs=jobs,
+        resume=resume,
+        explain=explain,
+    )
+    child = subprocess.Popen(argv, cwd=project.root, env=env)
 
     def forward(signum: int, frame: FrameType | None) -> None:  # noqa: ARG001
         if child.poll() is None:

@@ -16,7 +16,7 @@ from rich.markup import escape
 from typer.core import TyperGroup
 
 import libmaestro
-from maestro_cli.commands import build, dag, init, logs, run, status
+from maestro_cli.commands import build, dag, init, kill, logs, ps, run, status
 from maestro_cli.context import CliContext
 
 
@@ -49,6 +49,8 @@ app.command("dag")(dag.dag)
 app.command("status")(status.status)
 app.command("logs")(logs.logs)
 app.command("run")(run.run)
+app.command("ps")(ps.ps)
+app.command("kill")(kill.kill)
 
 
 def _version(value: bool) -> None:

@@ -48,6 +48,15 @@ def run(
         bool,
         typer.Option("--no-check", help="Skip the build checks (ShellCheck, config references)."),
     ] = False,
+    background: Annotated[
+        bool,
+        typer.Option(
+            "--background",
+            "-b",
+            help="Start the workflow detached (it survives closing the terminal) and return; "
+            "`maestro ps` and `maestro kill` find it.",
+        ),
+    ] = False,
 ) -> None:
     """Run a workflow: check its configuration, then run its processes with a live view.
 
@@ -62,6 +71,8 @@ def run(
         maestro run -- --sample S1        # pass --sample S1 to the program
 
         maestro run --resume --explain    # redo what changed in the latest session, say why
+
+        maestro run --background          # detached; logs under maestro_work/.background/
     """
     cli: CliContext = ctx.obj
     found = libmaestro.find_project(project)
@@ -78,6 +89,18 @@ def run(
                 "(see `maestro build`) or pass --no-check"
             )
             raise typer.Exit(2)
+    if background:
+        started = libmaestro.start_background(
+            found,
+            program_args=cli.program_args,
+            config=config,
+            debug=cli.debug,
+            jobs=jobs,
+            resume=resume,
+            explain=explain,
+        )
+        _report_background(cli, started)
+        return
     code = libmaestro.run_project(
         found,
         program_args=cli.program_args,
@@ -88,3 +111,19 @@ def run(
         explain=explain,
     )
     raise typer.Exit(code)
+
+
+def _report_background(cli: CliContext, started: libmaestro.PidFile) -> None:
+    # The session name exists once the program has checked its configuration; wait briefly.
+    session = libmaestro.wait_for_session(libmaestro.open_store(), started, timeout=2.0)
+
+    def say(text: str) -> None:
+        cli.console.print(text, markup=False)
+
+    say(f"started in the background: pid {started.pid} on {started.host}")
+    say(f"session: {session or '(starting; `maestro ps` shows it)'}")
+    say(f"stdout: {started.stdout}")
+    say(f"stderr: {started.stderr}")
+    say(f"pid file: {started.path}")
+    say(f"follow it: tail -f {started.stderr}")
+    say(f"stop it: maestro kill {session or started.pid}")

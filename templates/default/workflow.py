@@ -59,10 +59,10 @@ def main() -> None:
     min_length = maestro.arg("min_length")
     # One process per sample, all at once (as many as the machine has CPUs); results keep the
     # order of the samples, and a failed sample never stops the others.
-    stats = maestro.parallelize(
+    results = maestro.parallelize(
         maestro.inputs("samples"), lambda fasta: sequence_stats(fasta, min_length).stats
     )
-    maestro.raise_failures(stats)  # one error listing every failed sample
+    stats = maestro.raise_failures(results)  # one error listing every failed sample
     summary = merge(stats).summary
     print(summary.read_text(), end="")
     print(f"summary written to {summary}")
