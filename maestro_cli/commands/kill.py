@@ -67,7 +67,7 @@ def kill(
 
         maestro kill                      # the only active run of this project
 
-        maestro kill 20240601-ab12 --timeout 30
+        maestro kill brave_otter --timeout 30
 
         maestro kill --all --force
     """
