@@ -14,6 +14,7 @@ Two separate limits, because they bound different things:
 
 from __future__ import annotations
 
+import itertools
 import os
 import threading
 from collections import deque
@@ -78,6 +79,8 @@ class Scheduler:
         self._per_executor: dict[str, int] = {}
         self._stopping = False
         self.never_started = 0  # tasks dropped by stop(): fan-out items and DAG nodes
+        self._tickets = itertools.count()
+        self._waiting: dict[str, deque[int]] = {}  # executor name -> tickets waiting for a slot
 
     # ----------------------------------------------------------------------------- slots
     def _weight(self, executor: ExecutorConfig) -> int:
@@ -87,20 +90,32 @@ class Scheduler:
         return min(max(1, executor.cpus or 1), self.cpu_budget)
 
     def acquire(self, executor: ExecutorConfig) -> None:
-        """Block until a process of `executor` may start; StoppedError if the session stops."""
+        """Block until a process of `executor` may start; StoppedError if the session stops.
+
+        Processes of one executor start in the order they asked (first come, first served), so
+        a fan-out's items start in order and none waits for ever behind later ones; processes
+        of different executors never wait for each other's turn.
+        """
         weight = self._weight(executor)
         with self._cond:
-            while True:
-                if self._stopping:
-                    raise StoppedError
-                cpu_ok = self._cpus_in_use + weight <= self.cpu_budget
-                count = self._per_executor.get(executor.name, 0)
-                executor_ok = executor.max_parallel is None or count < executor.max_parallel
-                if cpu_ok and executor_ok:
-                    self._cpus_in_use += weight
-                    self._per_executor[executor.name] = count + 1
-                    return
-                self._slots.wait(_WAIT_SLICE)
+            ticket = next(self._tickets)
+            queue = self._waiting.setdefault(executor.name, deque())
+            queue.append(ticket)
+            try:
+                while True:
+                    if self._stopping:
+                        raise StoppedError
+                    cpu_ok = self._cpus_in_use + weight <= self.cpu_budget
+                    count = self._per_executor.get(executor.name, 0)
+                    executor_ok = executor.max_parallel is None or count < executor.max_parallel
+                    if queue[0] == ticket and cpu_ok and executor_ok:
+                        self._cpus_in_use += weight
+                        self._per_executor[executor.name] = count + 1
+                        return
+                    self._slots.wait(_WAIT_SLICE)
+            finally:
+                queue.remove(ticket)
+                self._slots.notify_all()  # the next in line may go now
 
     def release(self, executor: ExecutorConfig) -> None:
         with self._cond:
