@@ -29,7 +29,8 @@ if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null
 fi
 
 if command -v apt-get >/dev/null 2>&1; then
-    pkgs=(tree procps)
+    # tree: the seed example; procps: ps for process checks; graphviz: `maestro dag` through dot.
+    pkgs=(tree procps graphviz)
     "$PYTHON" -m venv --help >/dev/null 2>&1 || pkgs+=(python3-venv)
     apt_install "${pkgs[@]}"
 fi
