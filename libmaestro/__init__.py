@@ -88,7 +88,7 @@ from libmaestro.graph import (
 )
 from libmaestro.history import open_store, store_path
 from libmaestro.process import Process, ProcessOutputs
-from libmaestro.project import Project, find_project, init_project, run_project
+from libmaestro.project import Project, RunOptions, find_project, init_project, run_project
 from libmaestro.state import (
     AggregatedStep,
     Rollup,
@@ -144,6 +144,7 @@ __all__ = [
     "ProcessOutputs",
     "Project",
     "Rollup",
+    "RunOptions",
     "RunRecord",
     "RunState",
     "Severity",

@@ -22,7 +22,6 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -33,7 +32,7 @@ from libmaestro._fs import atomic_write_text
 from libmaestro._proctree import same_process
 from libmaestro.errors import EXIT_USAGE, MaestroError
 from libmaestro.layout import WORK_DIR_NAME
-from libmaestro.project import Project, program_command
+from libmaestro.project import Project, RunOptions, program_command
 from libmaestro.state import (
     Rollup,
     RunRecord,
@@ -111,30 +110,13 @@ def background_dir(root: Path) -> Path:
     return root / WORK_DIR_NAME / BACKGROUND_DIR
 
 
-def start_background(
-    project: Project,
-    *,
-    program_args: Sequence[str] = (),
-    config: Path | None = None,
-    debug: bool = False,
-    jobs: int | None = None,
-    resume: str | None = None,
-    explain: bool = False,
-) -> PidFile:
+def start_background(project: Project, options: RunOptions = RunOptions()) -> PidFile:
     """Start the project's workflow fully detached and return at once with its PID file.
 
     The program gets a new session (so SIGHUP of the terminal and signals to the caller's
     process group never reach it), stdin from /dev/null, and its output in log files.
     """
-    argv, env = program_command(
-        project,
-        program_args=program_args,
-        config=config,
-        debug=debug,
-        jobs=jobs,
-        resume=resume,
-        explain=explain,
-    )
+    argv, env = program_command(project, options)
     env["MAESTRO_PLAIN"] = "1"  # no terminal to draw a live view on
     directory = background_dir(project.root)
     directory.mkdir(parents=True, exist_ok=True)

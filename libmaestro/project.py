@@ -140,15 +140,20 @@ def init_project(directory: Path, *, template: str = "default", force: bool = Fa
     return render_template(template, directory, force=force)
 
 
+@dataclass(frozen=True, slots=True)
+class RunOptions:
+    """How `maestro run` starts a workflow program (foreground or detached)."""
+
+    program_args: Sequence[str] = ()  # what followed `--`
+    config: Path | None = None  # --config: another Maestro.toml
+    debug: bool = False  # --debug: tracebacks
+    jobs: int | None = None  # --jobs: the CPU budget
+    resume: str | None = None  # --resume [SESSION]: a session name or "latest"
+    explain: bool = False  # --explain: why each step runs or is skipped
+
+
 def program_command(
-    project: Project,
-    *,
-    program_args: Sequence[str] = (),
-    config: Path | None = None,
-    debug: bool = False,
-    jobs: int | None = None,
-    resume: str | None = None,
-    explain: bool = False,
+    project: Project, options: RunOptions = RunOptions()
 ) -> tuple[list[str], dict[str, str]]:
     """The argv and environment that start the project's workflow program, as `maestro run` does.
 
@@ -157,31 +162,23 @@ def program_command(
     """
     command = [sys.executable, str(project.entry)] if project.is_python else [str(project.entry)]
     env = dict(os.environ)
+    config = options.config
     if config is not None:
         if not config.is_file():
             raise ProjectError(f"--config {config} does not exist; give the path to a Maestro.toml")
         env["MAESTRO_CONFIG"] = str(config.resolve())
-    if debug:
+    if options.debug:
         env["MAESTRO_DEBUG"] = "1"
-    if jobs is not None:
-        env[JOBS_ENV_VAR] = str(jobs)
-    if resume is not None:
-        env["MAESTRO_RESUME"] = resume  # read by @main (libmaestro.history.RESUME_ENV_VAR)
-    if explain:
+    if options.jobs is not None:
+        env[JOBS_ENV_VAR] = str(options.jobs)
+    if options.resume is not None:
+        env["MAESTRO_RESUME"] = options.resume  # read by @main (history.RESUME_ENV_VAR)
+    if options.explain:
         env["MAESTRO_EXPLAIN"] = "1"
-    return [*command, *program_args], env
+    return [*command, *options.program_args], env
 
 
-def run_project(
-    project: Project,
-    *,
-    program_args: Sequence[str] = (),
-    config: Path | None = None,
-    debug: bool = False,
-    jobs: int | None = None,
-    resume: str | None = None,
-    explain: bool = False,
-) -> int:
+def run_project(project: Project, options: RunOptions = RunOptions()) -> int:
     """Run the project's workflow in the foreground and return its exit code.
 
     The child shares the terminal (and its process group), so Ctrl-C reaches the workflow
@@ -189,15 +186,7 @@ def run_project(
     SIGTERM and SIGHUP sent to this parent alone are passed on, so killing `maestro run` stops
     the workflow too. `libmaestro.start_background` starts it detached instead.
     """
-    argv, env = program_command(
-        project,
-        program_args=program_args,
-        config=config,
-        debug=debug,
-        jobs=jobs,
-        resume=resume,
-        explain=explain,
-    )
+    argv, env = program_command(project, options)
     child = subprocess.Popen(argv, cwd=project.root, env=env)
 
     def forward(signum: int, frame: FrameType | None) -> None:  # noqa: ARG001

@@ -89,20 +89,7 @@ def run(
                 "(see `maestro build`) or pass --no-check"
             )
             raise typer.Exit(2)
-    if background:
-        started = libmaestro.start_background(
-            found,
-            program_args=cli.program_args,
-            config=config,
-            debug=cli.debug,
-            jobs=jobs,
-            resume=resume,
-            explain=explain,
-        )
-        _report_background(cli, started)
-        return
-    code = libmaestro.run_project(
-        found,
+    options = libmaestro.RunOptions(
         program_args=cli.program_args,
         config=config,
         debug=cli.debug,
@@ -110,6 +97,11 @@ def run(
         resume=resume,
         explain=explain,
     )
+    if background:
+        started = libmaestro.start_background(found, options)
+        _report_background(cli, started)
+        return
+    code = libmaestro.run_project(found, options)
     raise typer.Exit(code)
 
 
