@@ -15,5 +15,5 @@ cd demo
 echo "== maestro run"
 maestro run
 echo "== results"
-find maestro_work -maxdepth 3 -name '*.tsv' | sort
+find maestro_work -maxdepth 3 -type f -name '*.tsv' | sort  # outputs, not staged inputs
 echo "The project is in $where/demo; run 'maestro run' there again for a second session."
