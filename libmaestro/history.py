@@ -307,6 +307,10 @@ class RunHistory:
                     reasons.append(change)
         return Decision(None if reasons else last, tuple(reasons), key)
 
+    def moved(self, old: Path, new: Path) -> None:
+        """An earlier attempt's working directory was moved from `old` to `new`."""
+        self.writer.submit(lambda: self.store.move_workdir(self.workflow.id, old, new))
+
     def skipped(self, decision: Decision) -> None:
         assert decision.reuse is not None
         step = decision.reuse.step

@@ -232,8 +232,11 @@ def _fresh_workdir(session: Session, process: Process) -> Path:
     if existed and any(workdir.iterdir()):
         attempts = session.directory / ATTEMPTS_DIR
         attempts.mkdir(exist_ok=True)
-        workdir.rename(attempts / f"{process.name}.{time.strftime('%Y%m%dT%H%M%S')}.{os.getpid()}")
+        moved = attempts / f"{process.name}.{time.strftime('%Y%m%dT%H%M%S')}.{os.getpid()}"
+        workdir.rename(moved)
         workdir.mkdir()
+        if session.history is not None:  # the earlier attempt's record follows its files
+            session.history.moved(workdir, moved)
     return workdir
 
 

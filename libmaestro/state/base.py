@@ -187,6 +187,10 @@ class StateStore(Protocol):
         """
         ...
 
+    def move_workdir(self, workflow_id: int, old: Path, new: Path) -> int:
+        """Point the steps recorded in working directory `old` at `new` (attempts moved aside)."""
+        ...
+
     def record_action(
         self,
         *,

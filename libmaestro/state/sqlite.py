@@ -407,6 +407,19 @@ class SqliteStateStore(SqliteDatabase):
                     )
         return marked
 
+    def move_workdir(self, workflow_id: int, old: Path, new: Path) -> int:
+        """Steps of the instance recorded in `old` are now found in `new`; returns how many.
+
+        Used when a rerun moves an earlier attempt's working directory aside, so its record
+        still points at its own logs.
+        """
+        with self._write() as conn:
+            cursor = conn.execute(
+                "UPDATE steps SET workdir = ? WHERE workflow_id = ? AND workdir = ?",
+                (str(new), workflow_id, str(old)),
+            )
+            return cursor.rowcount
+
     def record_action(
         self,
         *,

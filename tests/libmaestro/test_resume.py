@@ -455,6 +455,11 @@ def test_resume_keeps_the_failed_attempt_directory_under_attempts(tmp_path: Path
         first = store.runs(workflow.id)[0]
         (failed_step,) = [s for s in store.steps(workflow.id, first.id) if s.process == "step3"]
         assert (failed_step.state, failed_step.exit_code) == (StepState.FAILED, 3)
+        # Its record follows its files, so `maestro logs` shows that attempt's stderr.
+        assert failed_step.workdir == kept
+        second = store.runs(workflow.id)[1]
+        (rerun,) = [s for s in store.steps(workflow.id, second.id) if s.process == "step3"]
+        assert rerun.workdir == project.session / "step3"
     # The new attempt started in a clean directory.
     assert (project.session / "step3" / ".maestro.err").read_text() == ""
     assert project.attempts("step1") == project.attempts("step4") == []
