@@ -5,12 +5,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
+from libmaestro.state import SqliteStateStore
 from maestro_cli.app import app, split_program_args
 
 
@@ -51,3 +52,12 @@ def maestro_process() -> Callable[..., subprocess.CompletedProcess[str]]:
         )
 
     return run
+
+
+@pytest.fixture
+def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[SqliteStateStore]:
+    """A real run-history store that the commands find through MAESTRO_STORE."""
+    path = tmp_path / "store" / "state.db"
+    monkeypatch.setenv("MAESTRO_STORE", str(path))
+    with SqliteStateStore(path) as opened:
+        yield opened

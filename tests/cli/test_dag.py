@@ -9,17 +9,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-import typer
 from typer.testing import CliRunner, Result
 
-import libmaestro
-from libmaestro import graph as graph_module
 from libmaestro.graph import GRAPH_FILE, ProcessGraph, save_graph
 from maestro_cli import app as app_module
-from maestro_cli.commands.dag import dag
 
 # What `maestro dag` needs from the package; exported by libmaestro/__init__.py.
-EXPORTS = ("find_run_graph", "load_graph", "static_graph", "to_mermaid", "to_dot", "to_svg")
 
 WORKFLOW = """
 import libmaestro as maestro
@@ -51,23 +46,10 @@ if __name__ == "__main__":
 Invoke = Callable[..., Result]
 
 
-def _app() -> typer.Typer:
-    """The real app once `dag` is registered there; until then, one just like it."""
-    if any(c.name == "dag" for c in app_module.app.registered_commands):
-        return app_module.app
-    local = typer.Typer(cls=app_module.MaestroGroup, pretty_exceptions_enable=False)
-    local.callback()(app_module.root)
-    local.command("dag")(dag)
-    return local
-
-
 @pytest.fixture
 def maestro_dag(monkeypatch: pytest.MonkeyPatch) -> Invoke:
     """Run `maestro dag ARGS` in this process; stdout and stderr stay apart."""
-    for name in EXPORTS:  # until libmaestro/__init__.py exports them
-        if not hasattr(libmaestro, name):
-            monkeypatch.setattr(libmaestro, name, getattr(graph_module, name), raising=False)
-    app = _app()
+    app = app_module.app
 
     def invoke(*args: str) -> Result:
         return CliRunner().invoke(app, ["dag", *args], obj={}, catch_exceptions=False)

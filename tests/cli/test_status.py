@@ -6,18 +6,13 @@ import json
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import psutil
 import pytest
-import typer
 from typer.testing import CliRunner, Result
 
-import libmaestro
-from libmaestro import history
-from libmaestro import state as state_module
 from libmaestro.state import (
     Fingerprint,
     RunRecord,
@@ -29,53 +24,17 @@ from libmaestro.state import (
 )
 from maestro_cli import app as app_module
 from maestro_cli.commands import status as status_module
-from maestro_cli.commands.status import status
 
-# What `maestro status` and `maestro logs` need from the package (libmaestro/__init__.py).
-EXPORTS: dict[str, Any] = {
-    "open_store": history.open_store,
-    "store_path": history.store_path,
-    **{
-        name: getattr(state_module, name)
-        for name in (
-            "run_is_alive", "StepState", "RunState", "WorkflowState", "SqliteStateStore",
-            "StateError", "StateNotFoundError", "AggregatedStep", "Rollup", "RunRecord",
-            "StepRecord", "WorkflowRecord", "WorkflowSummary", "aggregate_steps", "rollup_of",
-        )
-    },
-}  # fmt: skip
 T0 = 1_700_000_000.0
 
 Invoke = Callable[..., Result]
 
 
-def _app() -> typer.Typer:
-    """The real app once `status` is registered there; until then, one just like it."""
-    if any(c.name == "status" for c in app_module.app.registered_commands):
-        return app_module.app
-    local = typer.Typer(cls=app_module.MaestroGroup, pretty_exceptions_enable=False)
-    local.callback()(app_module.root)
-    local.command("status")(status)
-    return local
-
-
-@pytest.fixture
-def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[SqliteStateStore]:
-    """A real store that `maestro status` finds through MAESTRO_STORE."""
-    path = tmp_path / "store" / "state.db"
-    monkeypatch.setenv("MAESTRO_STORE", str(path))
-    with SqliteStateStore(path) as opened:
-        yield opened
-
-
 @pytest.fixture
 def maestro_status(monkeypatch: pytest.MonkeyPatch) -> Invoke:
     """Run `maestro status ARGS` in this process; stdout and stderr stay apart."""
-    for name, value in EXPORTS.items():  # until libmaestro/__init__.py exports them
-        if not hasattr(libmaestro, name):
-            monkeypatch.setattr(libmaestro, name, value, raising=False)
     monkeypatch.setenv("COLUMNS", "160")  # wide enough that table cells do not wrap
-    app = _app()
+    app = app_module.app
 
     def invoke(*args: str) -> Result:
         return CliRunner().invoke(app, ["status", *args], obj={}, catch_exceptions=False)
