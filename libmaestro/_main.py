@@ -34,7 +34,7 @@ from libmaestro.history import (
 )
 from libmaestro.layout import WORK_DIR_NAME
 from libmaestro.manifest import manifest_references
-from libmaestro.project import JOBS_ENV_VAR, read_pyproject
+from libmaestro.project import JOBS_ENV_VAR, ProjectSettings, read_pyproject
 from libmaestro.recorder import GraphRecorder
 from libmaestro.session import Session, activate
 from libmaestro.startup import check_references, project_root
@@ -76,14 +76,13 @@ def prepare(entry: Path) -> tuple[ProjectConfig | None, Path | None]:
     return config, config_path
 
 
-def _max_parallel(root: Path) -> int | None:
+def _max_parallel(settings: ProjectSettings) -> int | None:
     """`maestro run --jobs N` (through the environment), else `[tool.maestro] max_parallel`."""
     jobs = os.environ.get(JOBS_ENV_VAR, "")
     if jobs:
         if not jobs.isdigit() or int(jobs) < 1:
             raise ProjectError(f"{JOBS_ENV_VAR}={jobs!r} must be a positive integer like 4")
         return int(jobs)
-    settings, _ = read_pyproject(root)
     return settings.max_parallel
 
 
@@ -136,9 +135,9 @@ def _exit(display: Display, message: str, code: int) -> NoReturn:
 def _open_session(entry: Path, config: ProjectConfig | None, config_path: Path | None) -> Session:
     """A new session, or with `--resume` the earlier one, with its run recorded in the store."""
     root = project_root(entry)
-    _, name = read_pyproject(root)
+    settings, name = read_pyproject(root)
     project = name or root.name
-    max_parallel = _max_parallel(root)
+    max_parallel = _max_parallel(settings)
     resume = os.environ.get(RESUME_ENV_VAR, "")
     store = open_store()
     # A run that died without a final state (SIGKILL, power loss) is recorded as interrupted,
