@@ -37,7 +37,7 @@ from libmaestro.manifest import manifest_references
 from libmaestro.project import JOBS_ENV_VAR, ProjectSettings, read_pyproject
 from libmaestro.recorder import GraphRecorder
 from libmaestro.session import Session, activate
-from libmaestro.startup import check_references, project_root
+from libmaestro.startup import check_backends, check_references, project_root
 from libmaestro.state import (
     RunState,
     SqliteStateStore,
@@ -71,6 +71,8 @@ def prepare(entry: Path) -> tuple[ProjectConfig | None, Path | None]:
     if references is None:
         references = scan_project(entry, root=root)
     problems = check_references(config, references)
+    if not problems:  # probing runtimes is only worth it for a configuration that is complete
+        problems = check_backends(config, references)
     if problems:
         raise StartupError([str(p) for p in problems], config_file=config_path)
     return config, config_path

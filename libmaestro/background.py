@@ -18,6 +18,7 @@ import enum
 import json
 import logging
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -31,6 +32,7 @@ import psutil
 from libmaestro._fs import atomic_write_text
 from libmaestro._proctree import same_process
 from libmaestro.errors import EXIT_USAGE, MaestroError
+from libmaestro.executors.slurm import slurm_client
 from libmaestro.layout import WORK_DIR_NAME
 from libmaestro.project import Project, RunOptions, program_command
 from libmaestro.state import (
@@ -355,14 +357,30 @@ def kill_run(
         return KillResult(KillOutcome.ALREADY_ENDED, pid, session, run.state.value, removed)
     proc = same_process(pid, start_time) if start_time is not None else None
     if proc is None:  # gone (or its PID reused) without a final state
+        cancel_recorded_jobs(store, run)
         store.mark_interrupted_runs(run_is_alive)
         state = store.run(run.id).state.value
         return KillResult(KillOutcome.ALREADY_ENDED, pid, session, state, removed)
     outcome = _stop_tree(proc, force=force, timeout=timeout)
+    # The orchestrator scancels its jobs on SIGTERM; after a SIGKILL (--force, or a run that
+    # did not stop in time) the ids recorded for its unfinished steps are cancelled here.
+    cancel_recorded_jobs(store, run)
     current = store.run(run.id)
     if current.state is RunState.RUNNING:
         current = store.finish_run(run.id, RunState.ABORTED)
     return KillResult(outcome, pid, session, current.state.value, removed)
+
+
+def cancel_recorded_jobs(store: SqliteStateStore, run: RunRecord) -> list[str]:
+    """scancel the Slurm jobs recorded for `run`'s unfinished steps; returns their ids."""
+    ids = [
+        step.job_id
+        for step in store.steps(run.workflow_id, run.id)
+        if step.job_id.isdigit() and not step.state.is_terminal
+    ]
+    if ids and shutil.which("scancel"):
+        slurm_client().cancel(ids)
+    return ids
 
 
 def _kill_pid_file(

@@ -9,6 +9,7 @@ The tree::
     ├── StagingError              an input is missing or cannot be staged
     ├── ProcessError              a process ran and failed (non-zero exit, missing outputs)
     │   └── ProcessInterruptedError   it was stopped by Ctrl-C, SIGTERM or an abort
+    ├── SubmitError               a backend refused to start a job (sbatch rejected it, ...)
     ├── UnsupportedError          a configured feature this executor cannot run yet
     └── ProjectError              a project directory is missing, unreadable or not a project
 
@@ -109,6 +110,13 @@ class ProcessInterruptedError(ProcessError):
     """A process was stopped from outside: Ctrl-C, SIGTERM, or an abort."""
 
     exit_code = EXIT_INTERRUPTED
+
+
+class SubmitError(MaestroError):
+    """A backend refused to start a job: sbatch rejected it, or its script cannot be written.
+
+    The message is the backend's own explanation (for Slurm, sbatch's error text).
+    """
 
 
 class UnsupportedError(MaestroError):

@@ -44,6 +44,7 @@ from libmaestro.state import (
     RunState,
     SqliteStateStore,
     StateError,
+    StepState,
     WorkflowRecord,
     default_store_path,
 )
@@ -344,6 +345,15 @@ class RunHistory:
 
         self.writer.submit(write)
         return token
+
+    def submitted(self, token: int, job_id: str) -> None:
+        """The backend accepted the step's job under `job_id` (a Slurm job id)."""
+        self.writer.submit(lambda: self._with_id(token, job_id))
+
+    def _with_id(self, token: int, job_id: str) -> None:
+        step_id = self._ids.get(token)
+        if step_id is not None:
+            self.store.record_step_state(step_id, StepState.RUNNING, job_id=job_id)
 
     def _on_step(self, token: int, operation: Callable[[int], object]) -> None:
         def write() -> None:

@@ -7,6 +7,8 @@ Everything a process leaves behind sits in its working directory, next to its ou
     .maestro.err    its standard error
     .maestro.json   exit status, times and resource use, when there is no run history
                     (a plain script; with @main they are in the state store)
+    .maestro.sbatch the batch script submitted to Slurm (Slurm executors)
+    .maestro.exit   "<exit code> <started> <ended>", written by a Slurm job as it ends
 """
 
 from __future__ import annotations
@@ -18,11 +20,18 @@ import time
 from pathlib import Path
 
 from libmaestro._fs import tail_lines, write_new_file
-from libmaestro.config.model import ExecutorConfig
-from libmaestro.errors import ProcessDefinitionError, ProcessError, ProcessInterruptedError
+from libmaestro.config.model import ExecutorConfig, ExecutorType
+from libmaestro.containers import container_command, container_name
+from libmaestro.errors import (
+    ProcessDefinitionError,
+    ProcessError,
+    ProcessInterruptedError,
+    SubmitError,
+)
 from libmaestro.executors.base import Backend
+from libmaestro.executors.slurm_script import EXIT_FILE, SBATCH_FILE
 from libmaestro.history import Decision
-from libmaestro.jobs import JobHandle, JobResult, JobSpec
+from libmaestro.jobs import JobHandle, JobResult, JobSpec, JobState
 from libmaestro.process import Process, ProcessOutputs
 from libmaestro.scheduler import StoppedError
 from libmaestro.session import EventKind, ProcessEvent, Session
@@ -32,15 +41,16 @@ SCRIPT_FILE = ".maestro.sh"
 STDOUT_FILE = ".maestro.out"
 STDERR_FILE = ".maestro.err"
 STATUS_FILE = ".maestro.json"
-OWN_FILES = frozenset({SCRIPT_FILE, STDOUT_FILE, STDERR_FILE, STATUS_FILE})
+OWN_FILES = frozenset({SCRIPT_FILE, STDOUT_FILE, STDERR_FILE, STATUS_FILE, SBATCH_FILE, EXIT_FILE})
 ATTEMPTS_DIR = ".attempts"  # earlier attempts' working directories, kept on --resume
 STDERR_TAIL_LINES = 10
 
 # `module` is a shell function that login shells define; a job started from Python has no login
 # shell, so look for the usual init scripts first. Module names arrive as arguments ("$@"), never
-# as text inside this program.
+# as text inside this program: first their count, then the names, then the command to exec.
 MODULE_LAUNCHER = r"""
-script=$1; shift
+count=$1; shift
+modules=("${@:1:$count}"); shift "$count"
 if ! type module >/dev/null 2>&1; then
   for init in "${MODULESHOME:-/nonexistent}/init/bash" /etc/profile.d/modules.sh \
               /etc/profile.d/lmod.sh /usr/share/lmod/lmod/init/bash; do
@@ -48,27 +58,48 @@ if ! type module >/dev/null 2>&1; then
   done
 fi
 if ! type module >/dev/null 2>&1; then
-  echo "maestro: the executor lists modules ($*) but this host has no 'module' command" \
-       "(Environment Modules or Lmod); install one or remove 'modules' from the executor" >&2
+  echo "maestro: the executor lists modules (${modules[*]}) but this host has no 'module'" \
+       "command (Environment Modules or Lmod); install one or remove 'modules' from the" \
+       "executor" >&2
   exit 127
 fi
-module load "$@" || { echo "maestro: 'module load $*' failed" >&2; exit 127; }
-exec "$script"
+module load "${modules[@]}" || { echo "maestro: 'module load ${modules[*]}' failed" >&2; exit 127; }
+exec "$@"
 """
 
 
-def _command(script: Path, executor: ExecutorConfig) -> list[str]:
-    if not executor.modules:
-        return [str(script)]
-    return ["bash", "-c", MODULE_LAUNCHER, "maestro-modules", str(script), *executor.modules]
+def _command(
+    script: Path,
+    executor: ExecutorConfig,
+    *,
+    session: Session,
+    process: Process,
+    variables: dict[str, str],
+) -> list[str]:
+    """The job's argv: the script, inside its container if any, after `module load` if any.
+
+    Modules are loaded outside the container: on clusters they are what provides the runtime.
+    """
+    command = [str(script)]
+    if executor.container is not None:
+        command = container_command(
+            executor.container,
+            name=container_name(session.name, process.name),
+            workdir=script.parent,
+            command=command,
+            env_names=variables,
+        )
+    if executor.modules:
+        modules = executor.modules
+        command = ["bash", "-c", MODULE_LAUNCHER, "maestro-modules", str(len(modules)),
+                   *modules, *command]  # fmt: skip
+    return command
 
 
-def _environment(
+def _variables(
     session: Session, process: Process, workdir: Path, staged: dict[str, Path]
-) -> dict[bytes, bytes]:
-    # os.environb is copied as bytes: decoding the whole environment for every process costs
-    # more than the rest of maestro's bookkeeping for it.
-    env = os.environb.copy()
+) -> dict[str, str]:
+    """The variables maestro injects into the script: its own, the inputs, outputs and args."""
     ours: dict[str, str] = {
         "MAESTRO_SESSION": session.name,
         "MAESTRO_PROCESS": process.name,
@@ -77,7 +108,14 @@ def _environment(
     ours.update({var: str(path) for var, path in staged.items()})
     ours.update({var: str(workdir / rel) for var, rel in process.outputs.items()})
     ours.update(process.args)
-    env.update({os.fsencode(k): os.fsencode(v) for k, v in ours.items()})
+    return ours
+
+
+def _environment(variables: dict[str, str]) -> dict[bytes, bytes]:
+    # os.environb is copied as bytes: decoding the whole environment for every process costs
+    # more than the rest of maestro's bookkeeping for it.
+    env = os.environb.copy()
+    env.update({os.fsencode(k): os.fsencode(v) for k, v in variables.items()})
     return env
 
 
@@ -101,21 +139,37 @@ def _record(
     write_new_file(workdir / STATUS_FILE, json.dumps(status, indent=2) + "\n")
 
 
-def _failure_message(process: Process, executor: str, workdir: Path, result: JobResult) -> str:
+def _how_it_ended(result: JobResult) -> str:
+    if result.state is JobState.LOST:
+        return "was lost: the scheduler no longer knows the job and it left no exit status"
+    if result.state is JobState.CANCELLED:
+        return "was cancelled"
     if result.signal is not None:
         try:
             signame = signal.Signals(result.signal).name
         except ValueError:
             signame = f"signal {result.signal}"
-        how = f"was killed by {signame}"
-    else:
-        how = f"failed with exit code {result.exit_code}"
+        return f"was killed by {signame}"
+    if result.exit_code is None:
+        return f"ended {result.reason or 'without an exit status'}"
+    return f"failed with exit code {result.exit_code}"
+
+
+def _failure_message(
+    process: Process, executor: str, workdir: Path, result: JobResult, job: JobHandle
+) -> str:
+    how = _how_it_ended(result)
+    where = f"executor {executor!r}"
+    if job.backend_id.isdigit():  # a Slurm job id (Local ids are "pid:start time")
+        where += f", Slurm job {job.backend_id}"
+        if result.reason:
+            where += f": {result.reason}"
     stderr = workdir / STDERR_FILE
     tail = tail_lines(stderr, STDERR_TAIL_LINES)
     shown = "\n".join(f"    {line}" for line in tail) if tail else "    (stderr is empty)"
     return (
-        f"process {process.name!r} {how} (executor {executor!r}); "
-        f"working directory {workdir}; last lines of {stderr}:\n{shown}"
+        f"process {process.name!r} {how} ({where}); working directory {workdir}; "
+        f"stdout {workdir / STDOUT_FILE}; last lines of {stderr}:\n{shown}"
     )
 
 
@@ -161,7 +215,8 @@ def _execute(
     process: Process,
     executor: ExecutorConfig,
     decision: Decision | None,
-) -> JobResult:
+    step_id: int | None,
+) -> tuple[JobHandle, JobResult]:
     """Wait for a slot (the session's CPU budget and the executor's limit), run, wait, release."""
     name = executor.name
     workdir = spec.workdir
@@ -200,10 +255,29 @@ def _execute(
                 )
             )
             raise start_error from exc
+        except SubmitError as exc:
+            submit_error = ProcessError(
+                f"process {process.name!r} could not be submitted (executor {name!r}): {exc} "
+                f"(working directory {workdir})",
+                process=process.name,
+                workdir=workdir,
+            )
+            session.emit(
+                ProcessEvent(
+                    EventKind.FAILED, process.name, name, workdir, time.time(), error=submit_error
+                )
+            )
+            raise submit_error from None
+        history = session.history
+        if history is not None and step_id is not None and executor.type is ExecutorType.SLURM:
+            # The job id is in the store as soon as it exists, so a run killed with SIGKILL
+            # still leaves `maestro kill` (and a person) the ids to scancel. Local jobs die
+            # with their orchestrator and need no such record.
+            history.submitted(step_id, handle.backend_id)
         if not session.track(handle, backend):
             backend.cancel([handle])  # stop() ran between our check and the start
         result = _wait(backend, handle, session, process, workdir, name)
-        return result
+        return handle, result
     finally:
         session.scheduler.release(executor)
 
@@ -241,7 +315,12 @@ def _fresh_workdir(session: Session, process: Process) -> Path:
 
 
 def _verify(
-    process: Process, executor: str, workdir: Path, result: JobResult, session: Session
+    process: Process,
+    executor: str,
+    workdir: Path,
+    result: JobResult,
+    session: Session,
+    job: JobHandle,
 ) -> ProcessError | None:
     """The error the process's end means, or None when it succeeded with all its outputs."""
     if result.exit_code != 0 and session.stopping:
@@ -254,7 +333,7 @@ def _verify(
         )
     if result.exit_code != 0:
         return ProcessError(
-            _failure_message(process, executor, workdir, result),
+            _failure_message(process, executor, workdir, result, job),
             process=process.name,
             workdir=workdir,
             exit_code=result.exit_code,
@@ -318,12 +397,13 @@ def run_process(process: Process, *, executor: ExecutorConfig, session: Session)
             (workdir / rel).parent.mkdir(parents=True, exist_ok=True)
     script = workdir / SCRIPT_FILE
     write_new_file(script, process.prepared.text, mode=0o755)
+    variables = _variables(session, process, workdir, staged)
     spec = JobSpec(
         session=session.name,
         process=process.name,
         workdir=workdir,
-        argv=_command(script, executor),
-        env=_environment(session, process, workdir, staged),
+        argv=_command(script, executor, session=session, process=process, variables=variables),
+        env=_environment(variables),
         stdout=workdir / STDOUT_FILE,
         stderr=workdir / STDERR_FILE,
     )
@@ -331,18 +411,18 @@ def run_process(process: Process, *, executor: ExecutorConfig, session: Session)
         history.started(process, executor, workdir, decision) if history and decision else None
     )
     try:
-        result = _execute(spec, backend, session, process, executor, decision)
+        handle, result = _execute(spec, backend, session, process, executor, decision, step_id)
     except BaseException as exc:
         if history and step_id is not None:
             if isinstance(exc, ProcessInterruptedError | KeyboardInterrupt):
-                history.aborted(step_id, str(exc))
+                history.aborted(step_id, str(exc) or "stopped by Ctrl-C or SIGTERM while it ran")
             else:
                 history.failed(step_id, None, str(exc))
         raise
     if history is None:
         # Without run history (a plain script) this file is the only record of how it ended.
         _record(workdir, session=session, process=process, executor=name, result=result)
-    error = _verify(process, name, workdir, result, session)
+    error = _verify(process, name, workdir, result, session, handle)
     if error is not None:
         if history and step_id is not None:
             if isinstance(error, ProcessInterruptedError):

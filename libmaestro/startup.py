@@ -8,13 +8,14 @@ that this run never takes is still checked.
 from __future__ import annotations
 
 import difflib
+import shutil
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from libmaestro.analysis import ConfigReference, ReferenceKind
-from libmaestro.config.model import ProjectConfig
-from libmaestro.executors import unsupported_reason
+from libmaestro.config.model import ExecutorType, ProjectConfig
+from libmaestro.containers import runtime_problem
 
 PROJECT_MARKER = "[tool.maestro]"
 
@@ -79,8 +80,6 @@ def check_references(
                     f"executor {ref.name!r} is not defined in [executor] "
                     f"{_suggest(ref.name, config.executors)}",
                 )
-            elif (reason := unsupported_reason(found)) is not None:
-                add(ref, reason)
         elif ref.kind is ReferenceKind.ARG:
             if ref.name not in config.args:
                 add(
@@ -103,3 +102,36 @@ def check_references(
                 if not path.exists()
             )
     return list(dict.fromkeys(problems))  # an input file missing twice is said once
+
+
+def check_backends(
+    config: ProjectConfig | None, references: Sequence[ConfigReference]
+) -> list[ReferenceProblem]:
+    """What this machine lacks to run the executors the program uses: sbatch, a container
+    runtime or image. Run at startup only (not by `maestro build`, which may run elsewhere).
+
+    A Slurm executor's container runs on a compute node, so only its submission is checked here;
+    the job itself reports a missing runtime there, with the same words.
+    """
+    if config is None:
+        return []
+    problems: list[ReferenceProblem] = []
+    checked: set[str] = set()
+    for ref in references:
+        found = config.executors.get(ref.name) if ref.kind is ReferenceKind.EXECUTOR else None
+        if found is None or found.name in checked:
+            continue
+        checked.add(found.name)
+        line = config.lines.get(("executor", found.name), found.line)
+        if found.type is ExecutorType.SLURM:
+            if shutil.which("sbatch") is None:
+                message = (
+                    f'executor "{found.name}" submits to Slurm, but sbatch is not on PATH '
+                    "here; run on a Slurm login node, or use a Local executor"
+                )
+                problems.append(ReferenceProblem(config.path, line, None, message))
+        elif found.container is not None and (
+            problem := runtime_problem(found.container, found.name)
+        ):
+            problems.append(ReferenceProblem(config.path, line, None, problem))
+    return problems

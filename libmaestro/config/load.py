@@ -68,6 +68,7 @@ _SLURM_FIELDS = (
     "mail_user",
     "mail_type",
     "additional_options",
+    "poll_interval",
 )
 _EXECUTOR_FIELDS = _COMMON_FIELDS + _SLURM_FIELDS
 # `cpus` is also what a Local executor's processes use (they are accounted against the machine).
@@ -587,6 +588,7 @@ _FIELD_CHECKS: dict[str, Callable[[Any, Keys, Issues], Any]] = {
     "modules": _modules,
     "cpus": positive,
     "max_parallel": positive,
+    "poll_interval": positive,
     "gpus": non_negative,
     "tasks": positive,
     "nodes": positive,

@@ -131,6 +131,9 @@ class SlurmConfig:
     mail_type: tuple[MailType, ...] = ()
     # Each entry is (option, value) for `--option=value`, or (option, None) for a bare flag.
     additional_options: tuple[tuple[str, str | None], ...] = ()
+    # maestro's own: the longest wait in seconds between two status queries (squeue) for this
+    # executor's jobs; polling starts fast and backs off to this while nothing changes.
+    poll_interval: int | None = None
 
 
 class ExecutorType(enum.Enum):

@@ -679,7 +679,7 @@ def test_load_config_unknown_executor_key_suggests_close_match(tmp_path: Path) -
 
     assert (issue.key, issue.line) == ("executor.big.cpu", 3)
     assert issue.message.startswith('unknown key "cpu"; did you mean "cpus"? (allowed: type, ')
-    assert "additional_options)" in issue.message
+    assert "additional_options, poll_interval)" in issue.message
 
 
 def test_load_config_executor_without_type_rejected(tmp_path: Path) -> None:

@@ -1,0 +1,104 @@
+"""The sbatch script of one job: directives from the executor's configuration, then the command.
+
+The script is written into the process's working directory and submitted from there, so
+`sbatch .maestro.sbatch` by hand reproduces the job exactly. Every option is a `#SBATCH` line
+rather than an sbatch argument, for that reason. The command itself arrives as an argv list and
+is shell-quoted here; nothing a user wrote is ever pasted into shell text unquoted.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+
+from libmaestro.config.model import ExecutorConfig, Memory, SlurmConfig
+from libmaestro.errors import SubmitError
+from libmaestro.jobs import JobSpec
+
+SBATCH_FILE = ".maestro.sbatch"  # the submitted script, kept for debugging
+EXIT_FILE = ".maestro.exit"  # "<exit code> <started> <ended>", written by the job itself
+
+# Job names carry the session so `squeue --name`/`scancel --name` find a run's jobs by hand.
+JOB_NAME_PREFIX = "maestro"
+
+# Slurm reads a directive line up to the end and splits it like a shell would, but does not
+# handle every quoting form; values that need quoting are refused instead of guessed at.
+_SAFE_VALUE = re.compile(r"[^\s\"'\\#`$]+")
+
+
+def job_name(session: str, process: str) -> str:
+    """`maestro.<session>.<process>`: readable in squeue and unique within a session."""
+    return f"{JOB_NAME_PREFIX}.{session}.{process}"
+
+
+def sbatch_options(slurm: SlurmConfig) -> list[tuple[str, str | None]]:
+    """The executor's Slurm fields as (long option, value) pairs, in the order of the docs."""
+    options: list[tuple[str, str | None]] = []
+    if slurm.cpus is not None:
+        options.append(("cpus-per-task", str(slurm.cpus)))
+    if slurm.memory is not None:
+        flag = "mem-per-cpu" if slurm.memory.type is Memory.PER_CPU else "mem"
+        options.append((flag, f"{slurm.memory.amount}M"))
+    if slurm.gpus is not None:
+        options.append(("gpus", str(slurm.gpus)))
+    if slurm.tasks is not None:
+        options.append(("ntasks", str(slurm.tasks)))
+    if slurm.nodes is not None:
+        options.append(("nodes", str(slurm.nodes)))
+    if slurm.partition is not None:
+        options.append(("partition", slurm.partition))
+    if slurm.time is not None:
+        options.append(("time", slurm.time.to_slurm()))
+    if slurm.account is not None:
+        options.append(("account", slurm.account))
+    if slurm.mail_user is not None:
+        options.append(("mail-user", slurm.mail_user))
+    if slurm.mail_type:
+        options.append(("mail-type", ",".join(m.value for m in slurm.mail_type)))
+    options.extend(slurm.additional_options)
+    return options
+
+
+def _directive(executor: str, option: str, value: str | None) -> str:
+    if value is None:
+        return f"#SBATCH --{option}"
+    if not _SAFE_VALUE.fullmatch(value):
+        raise SubmitError(
+            f'executor "{executor}": the value {value!r} of sbatch option --{option} contains '
+            "spaces, quotes or shell characters, which a #SBATCH line cannot carry; use a "
+            "value without them"
+        )
+    return f"#SBATCH --{option}={value}"
+
+
+def render(executor: ExecutorConfig, spec: JobSpec) -> str:
+    """The complete batch script for `spec` under `executor`."""
+    assert executor.slurm is not None
+    workdir = spec.workdir
+    exit_file = shlex.quote(str(workdir / EXIT_FILE))
+    # Paths are maestro's own (session and process names are restricted), and #SBATCH lines
+    # cannot quote, so they are checked like any other value.
+    directives = [
+        ("job-name", job_name(spec.session, spec.process)),
+        ("chdir", str(workdir)),
+        ("output", str(spec.stdout)),
+        ("error", str(spec.stderr)),
+        ("export", "ALL"),  # the injected variables travel in sbatch's environment
+        *sbatch_options(executor.slurm),
+    ]
+    lines = [
+        "#!/bin/bash",
+        f"# maestro: process {spec.process!r} of session {spec.session!r}, "
+        f"executor {executor.name!r}",
+        *(_directive(executor.name, option, value) for option, value in directives),
+        "",
+        "# The exit status goes to a file as well as to Slurm: without accounting storage a",
+        "# finished job's exit code is gone from the scheduler within minutes.",
+        "started=$(date +%s.%N)",
+        shlex.join(spec.argv),
+        "code=$?",
+        f'printf "%s %s %s\\n" "$code" "$started" "$(date +%s.%N)" > {exit_file}',
+        'exit "$code"',
+        "",
+    ]
+    return "\n".join(lines)
