@@ -37,6 +37,7 @@ from libmaestro.config._locate import (
     unknown_key,
 )
 from libmaestro.config.model import (
+    SBATCH_VALUE,
     Container,
     ContainerRuntime,
     ExecutorConfig,
@@ -531,6 +532,8 @@ def _additional_options(
         for option, setting in value.items():
             if isinstance(setting, str) or setting is True:
                 good &= _option_name(option, (*keys, option), issues)
+                if isinstance(setting, str):
+                    good &= _sbatch_safe(setting, (*keys, option), issues)
                 options.append((option, setting if isinstance(setting, str) else None))
             else:
                 good = False
@@ -547,6 +550,8 @@ def _additional_options(
                 and all(isinstance(part, str) for part in item)
             ):
                 good &= _option_name(item[0], keys, issues, index=index)
+                if len(item) == 2:
+                    good &= _sbatch_safe(item[1], keys, issues, index=index)
                 options.append((item[0], item[1] if len(item) == 2 else None))
             else:
                 good = False
@@ -560,6 +565,23 @@ def _additional_options(
         issues.add(keys, f"expected an array like {example}, got {describe(value)}")
         return None
     return tuple(options) if good else None
+
+
+def _sbatch_safe(value: str, keys: Keys, issues: Issues, *, index: int | None = None) -> bool:
+    if SBATCH_VALUE.fullmatch(value):
+        return True
+    issues.add(
+        keys,
+        f"{quote(value)} contains spaces, quotes or shell characters, which an sbatch option "
+        "cannot carry; use a value without them",
+        index=index,
+    )
+    return False
+
+
+def _sbatch_text(value: object, keys: Keys, issues: Issues, example: str) -> str | None:
+    text = text_value(value, keys, issues, example)
+    return text if text is not None and _sbatch_safe(text, keys, issues) else None
 
 
 def _option_name(option: str, keys: Keys, issues: Issues, *, index: int | None = None) -> bool:
@@ -593,9 +615,9 @@ _FIELD_CHECKS: dict[str, Callable[[Any, Keys, Issues], Any]] = {
     "tasks": positive,
     "nodes": positive,
     "memory": _memory,
-    "partition": lambda v, k, i: text_value(v, k, i, "skylake"),
-    "account": lambda v, k, i: text_value(v, k, i, "my-account"),
-    "mail_user": lambda v, k, i: text_value(v, k, i, "me@example.org"),
+    "partition": lambda v, k, i: _sbatch_text(v, k, i, "skylake"),
+    "account": lambda v, k, i: _sbatch_text(v, k, i, "my-account"),
+    "mail_user": lambda v, k, i: _sbatch_text(v, k, i, "me@example.org"),
     "time": _time,
     "mail_type": _mail_type,
     "additional_options": _additional_options,

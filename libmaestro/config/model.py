@@ -7,9 +7,14 @@ builds the same value the loader builds from `[executor.x]`. Nothing here does I
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+
+# What a value on a `#SBATCH` line may contain: Slurm splits those lines itself and does not
+# handle every quoting form, so values that would need quoting are refused when the file loads.
+SBATCH_VALUE = re.compile(r"[^\s\"'\\#`$]+")
 
 
 class StagingMode(enum.Enum):

@@ -8,10 +8,9 @@ is shell-quoted here; nothing a user wrote is ever pasted into shell text unquot
 
 from __future__ import annotations
 
-import re
 import shlex
 
-from libmaestro.config.model import ExecutorConfig, Memory, SlurmConfig
+from libmaestro.config.model import SBATCH_VALUE, ExecutorConfig, Memory, SlurmConfig
 from libmaestro.errors import SubmitError
 from libmaestro.jobs import JobSpec
 
@@ -20,10 +19,6 @@ EXIT_FILE = ".maestro.exit"  # "<exit code> <started> <ended>", written by the j
 
 # Job names carry the session so `squeue --name`/`scancel --name` find a run's jobs by hand.
 JOB_NAME_PREFIX = "maestro"
-
-# Slurm reads a directive line up to the end and splits it like a shell would, but does not
-# handle every quoting form; values that need quoting are refused instead of guessed at.
-_SAFE_VALUE = re.compile(r"[^\s\"'\\#`$]+")
 
 
 def job_name(session: str, process: str) -> str:
@@ -62,7 +57,7 @@ def sbatch_options(slurm: SlurmConfig) -> list[tuple[str, str | None]]:
 def _directive(executor: str, option: str, value: str | None) -> str:
     if value is None:
         return f"#SBATCH --{option}"
-    if not _SAFE_VALUE.fullmatch(value):
+    if not SBATCH_VALUE.fullmatch(value):
         raise SubmitError(
             f'executor "{executor}": the value {value!r} of sbatch option --{option} contains '
             "spaces, quotes or shell characters, which a #SBATCH line cannot carry; use a "

@@ -1156,3 +1156,29 @@ def test_config_package_exports_loader_and_model() -> None:
     }
     for name in config_pkg.__all__:
         assert hasattr(config_pkg, name)
+
+
+def test_load_config_refuses_sbatch_values_that_would_need_quoting(tmp_path: Path) -> None:
+    """Such values go onto #SBATCH lines, which Slurm splits itself; they are caught at load."""
+    issues = config_issues(
+        tmp_path,
+        '[executor.s]\ntype = "Slurm"\npartition = "gpu nodes"\n'
+        'additional_options = [["qos", "high$x"], ["exclusive"]]\n',
+    )
+
+    assert [(i.key, i.line) for i in issues] == [
+        ("executor.s.partition", 3),
+        ("executor.s.additional_options[0]", 4),
+    ]
+    assert all("spaces, quotes or shell characters" in i.message for i in issues)
+
+
+def test_load_config_reads_poll_interval_for_slurm_only(tmp_path: Path) -> None:
+    path = tmp_path / "Maestro.toml"
+    path.write_text('[executor.s]\ntype = "Slurm"\npoll_interval = 30\n')
+    slurm = load_config(path).executors["s"].slurm
+    assert slurm is not None and slurm.poll_interval == 30
+
+    issue = single_issue(tmp_path, '[executor.l]\ntype = "Local"\npoll_interval = 30\n')
+    assert issue.key == "executor.l.poll_interval"
+    assert 'only valid for type = "Slurm"' in issue.message
