@@ -17,6 +17,9 @@ def main():
 
 from __future__ import annotations
 
+import importlib
+import typing
+
 from libmaestro._main import main
 from libmaestro._version import __version__ as __version__
 from libmaestro.api import (
@@ -108,10 +111,46 @@ from libmaestro.state import (
 )
 from libmaestro.templates import InitResult, list_templates
 
+if typing.TYPE_CHECKING:
+    from libmaestro.bundle import (
+        BuildCache,
+        BundleError,
+        BundleResult,
+        Compression,
+        bundle_project,
+        clear_caches,
+        extract_archive,
+        list_caches,
+    )
+
+# `maestro bundle` pulls in archive and build-cache code that a running workflow never needs;
+# it is imported on first use of one of these names.
+_LAZY = {
+    name: "libmaestro.bundle"
+    for name in (
+        "BuildCache", "BundleError", "BundleResult", "Compression", "bundle_project",
+        "clear_caches", "extract_archive", "list_caches",
+    )
+}  # fmt: skip
+
+
+def __getattr__(name: str) -> object:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'libmaestro' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
 __all__ = [
     "ActiveRun",
     "AggregatedStep",
+    "BuildCache",
     "BuildResult",
+    "BundleError",
+    "BundleResult",
+    "Compression",
     "ConfigError",
     "Container",
     "ContainerRuntime",
@@ -167,14 +206,18 @@ __all__ = [
     "aggregate_steps",
     "arg",
     "build_project",
+    "bundle_project",
+    "clear_caches",
     "collapse_groups",
     "executor",
+    "extract_archive",
     "find_kill_targets",
     "find_project",
     "find_run_graph",
     "init_project",
     "inputs",
     "kill_run",
+    "list_caches",
     "list_templates",
     "load_graph",
     "main",

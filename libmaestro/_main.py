@@ -25,6 +25,7 @@ from libmaestro.analysis import scan_project
 from libmaestro.config import ProjectConfig, find_config_file, load_config
 from libmaestro.console import Display, error_text, make_display
 from libmaestro.errors import EXIT_INTERRUPTED, MaestroError, ProjectError, StartupError
+from libmaestro.frozen import bundle_info, handle_command_line, is_frozen, program_path
 from libmaestro.history import (
     EXPLAIN_ENV_VAR,
     RESUME_ENV_VAR,
@@ -67,7 +68,8 @@ def prepare(entry: Path) -> tuple[ProjectConfig | None, Path | None]:
     config = load_config(config_path) if config_path is not None else None
     root = project_root(entry)
     # `maestro build` leaves a manifest; while the source is unchanged it saves the parse.
-    references = manifest_references(root, entry)
+    # A bundled program has no source: it checks what `maestro bundle` recorded in it.
+    references = bundle_info().references if is_frozen() else manifest_references(root, entry)
     if references is None:
         references = scan_project(entry, root=root)
     problems = check_references(config, references)
@@ -138,7 +140,7 @@ def _open_session(entry: Path, config: ProjectConfig | None, config_path: Path |
     """A new session, or with `--resume` the earlier one, with its run recorded in the store."""
     root = project_root(entry)
     settings, name = read_pyproject(root)
-    project = name or root.name
+    project = bundle_info().name if is_frozen() else name or root.name
     max_parallel = _max_parallel(settings)
     resume = os.environ.get(RESUME_ENV_VAR, "")
     store = open_store()
@@ -203,7 +205,11 @@ def run_main(fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
     """Run `fn` as a workflow's main function; see the module docstring."""
     explain = os.environ.get(EXPLAIN_ENV_VAR, "") not in {"", "0"}
     display = make_display(explain=explain)
-    entry = Path(inspect.getsourcefile(fn) or sys.argv[0]).resolve()
+    if is_frozen():
+        handle_command_line()  # --help, --version, --config, --resume, ... of a bundled program
+        entry = program_path()
+    else:
+        entry = Path(inspect.getsourcefile(fn) or sys.argv[0]).resolve()
     try:
         config, config_path = prepare(entry)
         session = _open_session(entry, config, config_path)

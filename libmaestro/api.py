@@ -18,6 +18,7 @@ from libmaestro.config.model import (
     StagingMode,
 )
 from libmaestro.errors import ProcessDefinitionError, StartupError
+from libmaestro.frozen import bundle_root, is_frozen
 from libmaestro.process import Process, ProcessOutputs
 from libmaestro.runner import run_process
 from libmaestro.session import Session, current_session
@@ -153,6 +154,10 @@ def _configured_executor(name: str) -> Executor:
 
 def _script_from_file(script: str, caller_file: str | None) -> str:
     base = Path(caller_file).parent if caller_file else Path.cwd()
+    if is_frozen() and not base.is_absolute():
+        # In a bundled program a module's file name is relative to the bundle, and
+        # `maestro bundle` put the script files at the same place relative to it.
+        base = bundle_root() / base
     path = Path(script)
     if not path.is_absolute():
         path = base / path

@@ -323,7 +323,8 @@ def _verify(
     job: JobHandle,
 ) -> ProcessError | None:
     """The error the process's end means, or None when it succeeded with all its outputs."""
-    if result.exit_code != 0 and session.stopping:
+    ended_badly = result.exit_code != 0 or result.state is not JobState.SUCCEEDED
+    if ended_badly and session.stopping:
         return ProcessInterruptedError(
             f"process {process.name!r} was stopped because the session is stopping; "
             f"working directory {workdir}",
@@ -331,7 +332,8 @@ def _verify(
             workdir=workdir,
             exit_code=result.exit_code,
         )
-    if result.exit_code != 0:
+    if ended_badly:
+        # A job the scheduler ended (TIMEOUT, CANCELLED, lost) failed whatever its exit code.
         return ProcessError(
             _failure_message(process, executor, workdir, result, job),
             process=process.name,

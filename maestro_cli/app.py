@@ -16,7 +16,7 @@ from rich.markup import escape
 from typer.core import TyperGroup
 
 import libmaestro
-from maestro_cli.commands import build, dag, init, kill, logs, ps, run, status
+from maestro_cli.commands import build, bundle, dag, init, kill, logs, ps, run, status, update_cache
 from maestro_cli.context import CliContext
 
 
@@ -51,6 +51,8 @@ app.command("logs")(logs.logs)
 app.command("run")(run.run)
 app.command("ps")(ps.ps)
 app.command("kill")(kill.kill)
+app.command("bundle")(bundle.bundle)
+app.command("update-cache")(update_cache.update_cache)
 
 
 def _version(value: bool) -> None:

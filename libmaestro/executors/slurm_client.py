@@ -30,6 +30,9 @@ class JobStatus:
     exit_code: int | None = None  # from sacct's "code:signal", when it was asked
 
 
+_RAN_TO_END = frozenset({"COMPLETED", "FAILED"})
+
+
 class SlurmCommandError(Exception):
     """A status command could not be run or failed; the caller retries on its next poll."""
 
@@ -116,10 +119,12 @@ class SlurmClient:
             parts = line.strip().split("|")
             if len(parts) != 3 or parts[0] not in job_ids:
                 continue  # a job step ("123.batch") or a line that is not a job
+            state = parts[1].split()[0]  # "CANCELLED by 0" -> "CANCELLED"
             code = parts[2].split(":", 1)[0]
-            found[parts[0]] = JobStatus(
-                parts[0], parts[1].split()[0], exit_code=int(code) if code.isdigit() else None
-            )
+            # Only a job that ran to its end has an exit code of its own: a TIMEOUT or a
+            # CANCELLED job shows "0:15" (killed by signal 15), which is not exit status 0.
+            exit_code = int(code) if code.isdigit() and state in _RAN_TO_END else None
+            found[parts[0]] = JobStatus(parts[0], state, exit_code=exit_code)
         return found
 
     def cancel(self, job_ids: Sequence[str]) -> None:

@@ -74,7 +74,9 @@ def _result(watched: _Watched, status: JobStatus | None, now: float) -> JobResul
     record = _read_exit_file(watched.exit_file)
     started = record.started_at if record else watched.submitted_at
     ended = record.ended_at if record else now
-    exit_code = record.code if record else (status.exit_code if status else None)
+    # Only a job that ran to its end has an exit code; a killed one's "0:15" is not status 0.
+    ran_to_end = status is not None and status.state in _SUCCESS | {"FAILED"}
+    exit_code = record.code if record else (status.exit_code if ran_to_end and status else None)
     if status is None:
         if record is None:
             return JobResult(JobState.LOST, None, started_at=started, ended_at=ended, reason="LOST")
@@ -208,6 +210,7 @@ class SlurmMonitor:
         log.warning("Slurm status query failed (will retry): %s", error)
         if now - self._failing_since < GIVE_UP_AFTER:
             return False
+        self._failing_since = None  # jobs watched from now on get the full time again
         for item in watched:
             item.result = JobResult(
                 JobState.LOST, None, started_at=item.submitted_at, ended_at=time.time(),

@@ -8,6 +8,7 @@ is shell-quoted here; nothing a user wrote is ever pasted into shell text unquot
 
 from __future__ import annotations
 
+import re
 import shlex
 
 from libmaestro.config.model import SBATCH_VALUE, ExecutorConfig, Memory, SlurmConfig
@@ -19,6 +20,11 @@ EXIT_FILE = ".maestro.exit"  # "<exit code> <started> <ended>", written by the j
 
 # Job names carry the session so `squeue --name`/`scancel --name` find a run's jobs by hand.
 JOB_NAME_PREFIX = "maestro"
+
+
+# Options whose values maestro makes itself (from paths and names), quoted when they must be.
+_OWN_OPTIONS = frozenset({"job-name", "chdir", "output", "error"})
+_QUOTABLE = re.compile(r'[^"\\\n]+')
 
 
 def job_name(session: str, process: str) -> str:
@@ -57,13 +63,17 @@ def sbatch_options(slurm: SlurmConfig) -> list[tuple[str, str | None]]:
 def _directive(executor: str, option: str, value: str | None) -> str:
     if value is None:
         return f"#SBATCH --{option}"
-    if not SBATCH_VALUE.fullmatch(value):
-        raise SubmitError(
-            f'executor "{executor}": the value {value!r} of sbatch option --{option} contains '
-            "spaces, quotes or shell characters, which a #SBATCH line cannot carry; use a "
-            "value without them"
-        )
-    return f"#SBATCH --{option}={value}"
+    if SBATCH_VALUE.fullmatch(value):
+        return f"#SBATCH --{option}={value}"
+    if option in _OWN_OPTIONS and _QUOTABLE.fullmatch(value):
+        # maestro's own paths and names may hold spaces ("My Project/"); Slurm reads a
+        # double-quoted directive value as one word (checked against Slurm 22.05).
+        return f'#SBATCH --{option}="{value}"'
+    raise SubmitError(
+        f'executor "{executor}": the value {value!r} of sbatch option --{option} contains '
+        "spaces, quotes or shell characters, which a #SBATCH line cannot carry; use a "
+        "value without them"
+    )
 
 
 def render(executor: ExecutorConfig, spec: JobSpec) -> str:
@@ -71,8 +81,6 @@ def render(executor: ExecutorConfig, spec: JobSpec) -> str:
     assert executor.slurm is not None
     workdir = spec.workdir
     exit_file = shlex.quote(str(workdir / EXIT_FILE))
-    # Paths are maestro's own (session and process names are restricted), and #SBATCH lines
-    # cannot quote, so they are checked like any other value.
     directives = [
         ("job-name", job_name(spec.session, spec.process)),
         ("chdir", str(workdir)),
