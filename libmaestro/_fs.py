@@ -7,18 +7,28 @@ import tempfile
 from pathlib import Path
 
 
+def _current_umask() -> int:
+    # Reading the umask means setting it; done once, at import, before any thread exists.
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return umask
+
+
+_UMASK = _current_umask()
+
+
 def atomic_write_text(path: Path, text: str, *, mode: int | None = None) -> None:
     """Write `text` to `path` so readers see the old content or the new one, never half of it.
 
     The temporary file lives in the same directory, so the final `os.replace` is a rename on one
-    filesystem (atomic on POSIX).
+    filesystem (atomic on POSIX). Without `mode` the file gets the permissions a new file gets
+    (0666 less the umask), not mkstemp's private 0600: procinfo.toml and the like are shared.
     """
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
-        if mode is not None:
-            os.chmod(tmp, mode)
+        os.chmod(tmp, 0o666 & ~_UMASK if mode is None else mode)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -1,0 +1,231 @@
+"""`maestro bundle` end to end: a real PyInstaller build, run where there is no Python project.
+
+One bundle is made per test session (the first also prepares the build cache, about a minute);
+each test unpacks its archive into a fresh directory of its own and runs the program there with
+a PATH that has no virtual environment on it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from helpers import build_file_tree, processes_with, shown, wait_for
+
+from libmaestro.bundle import extract_archive
+
+pytestmark = [pytest.mark.bundle, pytest.mark.slow]
+
+PYPROJECT = """
+    [project]
+    name = "greeter"
+    version = "1.2.0"
+    dependencies = []
+
+    [tool.maestro]
+    entry = "workflow.py"
+"""
+CONFIG = """
+    [args]
+    greeting = "hello"
+    pause = "0"
+    fail = "no"
+
+    [inputs]
+    names = ["data/names.txt"]
+
+    [executor.default]
+    type = "Local"
+"""
+WORKFLOW = '''
+    import libmaestro as maestro
+
+    @maestro.main
+    def main():
+        """Greet everyone in the names file, then count the greetings."""
+        greeted = maestro.process(
+            name="greet", executor="default",
+            args={"greeting": maestro.arg("greeting"), "pause": maestro.arg("pause")},
+            inputs={"names": maestro.inputs("names")[0]},
+            outputs={"greetings": "greetings.txt"},
+            script="""
+                sleep "$pause"
+                while read -r name; do printf '%s %s\\\\n' "$greeting" "$name"; done < "$names" > "$greetings"
+            """,
+        )
+        counted = maestro.process(
+            name="count", executor="default", inline=False, script="scripts/count.sh",
+            args={"fail": maestro.arg("fail")},
+            inputs={"greetings": greeted.greetings}, outputs={"total": "total.txt"},
+        )
+        print(counted.total.read_text().strip())
+
+    if __name__ == "__main__":
+        main()
+'''
+COUNT_SCRIPT = """
+    #!/usr/bin/env bash
+    # Counts the greetings; fails on purpose when fail = "yes".
+    if [ "$fail" = yes ]; then echo "asked to fail" >&2; exit 4; fi
+    wc -l < "$greetings" | tr -d ' ' > "$total"
+"""
+ARCHIVE = re.compile(r"greeter-1\.2\.0-linux-[a-z0-9_]+\.tar\.zst$")
+
+
+@pytest.fixture(scope="session")
+def bundle_archive(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`maestro bundle --compress zstd` of the project above, made once."""
+    base = tmp_path_factory.mktemp("bundle")
+    project = build_file_tree(
+        base / "greeter",
+        {
+            "pyproject.toml": PYPROJECT,
+            "Maestro.toml": CONFIG,
+            "workflow.py": WORKFLOW,
+            "scripts/count.sh": COUNT_SCRIPT,
+            "data/names.txt": "ada\ngrace\nbarbara\n",
+        },
+    )
+    cache = os.environ.get("MAESTRO_TEST_BUNDLE_CACHE") or str(base / "cache")
+    result = subprocess.run(
+        [sys.executable, "-m", "maestro_cli", "bundle", str(project), "--compress", "zstd"],
+        env={**os.environ, "MAESTRO_CACHE": cache}, capture_output=True, text=True,
+        timeout=900, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, shown(result)
+    program, archive = (Path(line) for line in result.stdout.split())
+    assert program == project / "dist" / "greeter" / "greeter"
+    assert ARCHIVE.search(archive.name), archive
+    return archive
+
+
+@pytest.fixture
+def unpacked(bundle_archive: Path, tmp_path: Path) -> Path:
+    """The archive unpacked far from the project: the folder with the program in it."""
+    folder = extract_archive(bundle_archive, tmp_path / "elsewhere")
+    assert folder.name == "greeter"
+    return folder
+
+
+@pytest.fixture
+def run_bundled(tmp_path: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
+    """Run the program with an environment that has no Python project or venv in it."""
+    home = tmp_path / "collaborator"
+    home.mkdir()
+    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(home), "MAESTRO_PLAIN": "1",
+           "MAESTRO_HOME": str(home / "maestro")}  # fmt: skip
+
+    def run(folder: Path, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(folder / "greeter"), *args], cwd=cwd or folder, env=env,
+            capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+
+    run.env = env  # type: ignore[attr-defined]
+    return run
+
+
+def edit(config: Path, key: str, value: str) -> None:
+    text = config.read_text()
+    config.write_text(re.sub(rf"^{key} = .*$", f'{key} = "{value}"', text, flags=re.MULTILINE))
+
+
+def test_bundle_runs_elsewhere_with_an_edited_config(unpacked: Path, run_bundled) -> None:
+    assert {p.name for p in unpacked.iterdir()} >= {
+        "greeter", "_internal", "Maestro.toml", "procinfo.toml", "data", "README.md"
+    }  # fmt: skip
+    readme = (unpacked / "README.md").read_text()
+    assert "linux" in readme and "`greeting`" in readme and "`names`" in readme
+    edit(unpacked / "Maestro.toml", "greeting", "bonjour")
+
+    result = run_bundled(unpacked)
+
+    assert result.returncode == 0, shown(result)
+    assert result.stdout.strip() == "3"
+    session = next((unpacked / "maestro_work").iterdir())
+    assert (session / "greet" / "greetings.txt").read_text().splitlines() == [
+        "bonjour ada", "bonjour grace", "bonjour barbara"
+    ]  # fmt: skip
+    # The inline=False script was embedded: it ran although scripts/ was not shipped.
+    assert not (unpacked / "scripts").exists()
+    assert "asked to fail" in (session / "count" / ".maestro.sh").read_text()
+
+
+def test_bundled_program_answers_help_and_version(unpacked: Path, run_bundled) -> None:
+    helped = run_bundled(unpacked, "--help")
+    assert helped.returncode == 0, shown(helped)
+    assert "[args]       fail, greeting, pause" in helped.stdout
+    assert "[inputs]     names" in helped.stdout
+    assert "--resume" in helped.stdout
+    version = run_bundled(unpacked, "--version")
+    assert version.stdout.strip() == "greeter 1.2.0"
+
+
+def test_bundled_program_checks_its_config_from_the_embedded_manifest(
+    unpacked: Path, run_bundled
+) -> None:
+    config = unpacked / "Maestro.toml"
+    config.write_text(config.read_text().replace('greeting = "hello"\n', ""))
+
+    result = run_bundled(unpacked)
+
+    assert result.returncode == 2, shown(result)
+    assert re.search(
+        r"workflow\.py:\d+:\d+: arg 'greeting' is not defined in \[args\]", result.stderr
+    )
+    assert not (unpacked / "maestro_work").exists() or not any(
+        (unpacked / "maestro_work").rglob("greetings.txt")
+    )
+
+
+def test_bundled_program_resumes_after_a_failure(unpacked: Path, run_bundled) -> None:
+    config = unpacked / "Maestro.toml"
+    edit(config, "fail", "yes")
+    failed = run_bundled(unpacked)
+    assert failed.returncode == 1, shown(failed)
+    assert "asked to fail" in failed.stderr
+
+    edit(config, "fail", "no")
+    resumed = run_bundled(unpacked, "--resume", "--explain")
+
+    assert resumed.returncode == 0, shown(resumed)
+    assert resumed.stdout.strip() == "3"
+    assert re.search(r"greet.*up to date", resumed.stderr), shown(resumed)
+    assert len(list((unpacked / "maestro_work").iterdir())) == 1  # the same session
+
+
+def test_maestro_runs_and_kills_a_bundled_program_in_the_background(
+    unpacked: Path, run_bundled, tmp_path: Path
+) -> None:
+    pause = f"7{os.getpid() % 1000}.25"
+    edit(unpacked / "Maestro.toml", "pause", pause)
+    env = {**os.environ, "MAESTRO_HOME": run_bundled.env["MAESTRO_HOME"], "MAESTRO_PLAIN": "1"}
+    maestro = [sys.executable, "-m", "maestro_cli"]
+    started = subprocess.run(
+        [*maestro, "run", str(unpacked / "greeter"), "--background"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert started.returncode == 0, shown(started)
+    session = re.search(r"^session: (\w+)$", started.stdout, re.MULTILINE)
+    assert session, shown(started)
+    wait_for(lambda: bool(processes_with(pause)), timeout=30, what="the bundled step to start")
+
+    killed = subprocess.run(
+        [*maestro, "kill", session[1]],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+
+    assert killed.returncode == 0, shown(killed)
+    wait_for(lambda: not processes_with(pause), timeout=20, what="the step to be stopped")
+    status = subprocess.run(
+        [*maestro, "status", session[1], "--json"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert '"aborted"' in status.stdout, shown(status)
+    time.sleep(0.1)
