@@ -112,6 +112,13 @@ from libmaestro.state import (
 from libmaestro.templates import InitResult, list_templates
 
 if typing.TYPE_CHECKING:
+    from libmaestro.actions import (
+        ActionPlan,
+        ActionRefused,
+        ActionRequest,
+        apply_action,
+        plan_action,
+    )
     from libmaestro.bundle import (
         BuildCache,
         BundleError,
@@ -123,14 +130,20 @@ if typing.TYPE_CHECKING:
         list_caches,
     )
 
-# `maestro bundle` pulls in archive and build-cache code that a running workflow never needs;
-# it is imported on first use of one of these names.
+# What `maestro bundle` and the UI's actions need, a running workflow never does: those modules
+# are imported on first use of one of these names.
 _LAZY = {
-    name: "libmaestro.bundle"
-    for name in (
-        "BuildCache", "BundleError", "BundleResult", "Compression", "bundle_project",
-        "clear_caches", "extract_archive", "list_caches",
-    )
+    **{
+        name: "libmaestro.bundle"
+        for name in (
+            "BuildCache", "BundleError", "BundleResult", "Compression", "bundle_project",
+            "clear_caches", "extract_archive", "list_caches",
+        )
+    },
+    **{
+        name: "libmaestro.actions"
+        for name in ("ActionPlan", "ActionRefused", "ActionRequest", "apply_action", "plan_action")
+    },
 }  # fmt: skip
 
 
@@ -144,6 +157,9 @@ def __getattr__(name: str) -> object:
 
 
 __all__ = [
+    "ActionPlan",
+    "ActionRefused",
+    "ActionRequest",
     "ActiveRun",
     "AggregatedStep",
     "BuildCache",
@@ -204,6 +220,7 @@ __all__ = [
     "WorkflowSummary",
     "active_runs",
     "aggregate_steps",
+    "apply_action",
     "arg",
     "build_project",
     "bundle_project",
@@ -223,6 +240,7 @@ __all__ = [
     "main",
     "open_store",
     "parallelize",
+    "plan_action",
     "process",
     "raise_failures",
     "rollup_of",

@@ -4,3 +4,6 @@ from __future__ import annotations
 
 WORK_DIR_NAME = "maestro_work"  # <project>/maestro_work/<session>/<process>/
 GRAPH_FILE = "graph.json"  # <session directory>/graph.json: the run's process graph
+ABORT_FILE = (
+    ".maestro-abort.json"  # <session directory>/: processes a user aborted before they start
+)
