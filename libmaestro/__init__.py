@@ -32,20 +32,6 @@ from libmaestro.api import (
     inputs,
     process,
 )
-from libmaestro.background import (
-    ActiveRun,
-    KillError,
-    KillOutcome,
-    KillResult,
-    KillTarget,
-    PidFile,
-    active_runs,
-    find_kill_targets,
-    kill_run,
-    start_background,
-    wait_for_session,
-)
-from libmaestro.build import build_project
 from libmaestro.config.model import (
     Container,
     ContainerRuntime,
@@ -75,7 +61,6 @@ from libmaestro.errors import (
     StartupError,
     UnsupportedError,
 )
-from libmaestro.findings import BuildResult, Finding, Severity
 from libmaestro.graph import (
     GraphNode,
     NodeState,
@@ -119,6 +104,20 @@ if typing.TYPE_CHECKING:
         apply_action,
         plan_action,
     )
+    from libmaestro.background import (
+        ActiveRun,
+        KillError,
+        KillOutcome,
+        KillResult,
+        KillTarget,
+        PidFile,
+        active_runs,
+        find_kill_targets,
+        kill_run,
+        start_background,
+        wait_for_session,
+    )
+    from libmaestro.build import build_project
     from libmaestro.bundle import (
         BuildCache,
         BundleError,
@@ -129,10 +128,23 @@ if typing.TYPE_CHECKING:
         extract_archive,
         list_caches,
     )
+    from libmaestro.findings import BuildResult, Finding, Severity
 
-# What `maestro bundle` and the UI's actions need, a running workflow never does: those modules
-# are imported on first use of one of these names.
+# What `maestro build`, `maestro bundle`, the background runs and the UI's actions need, a
+# running workflow never does: those modules are imported on first use of one of these names,
+# so `import libmaestro` in a workflow does not pay for them (build alone pulls in the whole
+# ShellCheck and bash analysis).
 _LAZY = {
+    **{
+        name: "libmaestro.background"
+        for name in (
+            "ActiveRun", "KillError", "KillOutcome", "KillResult", "KillTarget", "PidFile",
+            "active_runs", "find_kill_targets", "kill_run", "start_background",
+            "wait_for_session",
+        )
+    },
+    "build_project": "libmaestro.build",
+    **{name: "libmaestro.findings" for name in ("BuildResult", "Finding", "Severity")},
     **{
         name: "libmaestro.bundle"
         for name in (

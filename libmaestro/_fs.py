@@ -35,15 +35,21 @@ def atomic_write_text(path: Path, text: str, *, mode: int | None = None) -> None
         raise
 
 
-def write_new_file(path: Path, text: str, *, mode: int = 0o644) -> None:
+def write_new_file(path: str | os.PathLike[str], text: str, *, mode: int = 0o644) -> None:
     """Write a file in a directory that only this process writes to (a process's workdir).
 
     No temporary file and rename as in `atomic_write_text`: nobody else reads these files while
-    they are written, and on a busy run the extra file creation is a measurable cost.
+    they are written, and on a busy run the extra file creation is a measurable cost. Written
+    with plain system calls: a buffered file object costs more than the write itself.
     """
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(text)
+    data = text.encode("utf-8")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+    finally:
+        os.close(fd)
 
 
 def tail_lines(path: Path, count: int, *, max_bytes: int = 64 * 1024) -> list[str]:

@@ -21,7 +21,6 @@ from pathlib import Path
 from types import FrameType
 from typing import NoReturn, ParamSpec, TypeVar
 
-from libmaestro.analysis import scan_project
 from libmaestro.config import ProjectConfig, find_config_file, load_config
 from libmaestro.console import Display, error_text, make_display
 from libmaestro.errors import EXIT_INTERRUPTED, MaestroError, ProjectError, StartupError
@@ -71,6 +70,9 @@ def prepare(entry: Path) -> tuple[ProjectConfig | None, Path | None]:
     # A bundled program has no source: it checks what `maestro bundle` recorded in it.
     references = bundle_info().references if is_frozen() else manifest_references(root, entry)
     if references is None:
+        # Parsing the project is the slow path (no manifest, or the source changed since).
+        from libmaestro.analysis import scan_project
+
         references = scan_project(entry, root=root)
     problems = check_references(config, references)
     if not problems:  # probing runtimes is only worth it for a configuration that is complete

@@ -113,33 +113,50 @@ class _Instance:
             f"session {self.workflow.session!r} has no artefact with id {artefact_id}"
         )
 
-    def downstream(self, steps: Iterable[AggregatedStep]) -> list[AggregatedStep]:
-        """Every step that consumed, directly or not, an output of `steps` (not `steps`)."""
-        consumers: dict[int, set[str]] = {}  # producing step record id -> consuming processes
-        outputs_of: dict[int, int] = {}  # output artefact id -> producing step record id
-        for record_id in self.records:
+    def _consumers(self) -> dict[tuple[str, Path], set[str]]:
+        """(producing process, output path) -> the processes that consumed that output."""
+        produced: dict[int, tuple[str, Path]] = {}  # output artefact id -> (process, path)
+        for record_id, record in self.records.items():
             for artefact in self.artefacts(record_id):
                 if artefact.role is ArtefactRole.OUTPUT:
-                    outputs_of[artefact.id] = record_id
+                    produced[artefact.id] = (record.process, artefact.path)
+        consumers: dict[tuple[str, Path], set[str]] = {}
         for edge in self.store.lineage(self.workflow.id):
-            producer = outputs_of.get(edge.artefact_id)
+            output = produced.get(edge.artefact_id)
             consumer = self.records.get(edge.step_id)
-            if producer is not None and consumer is not None:
-                consumers.setdefault(producer, set()).add(consumer.process)
+            if output is not None and consumer is not None:
+                consumers.setdefault(output, set()).add(consumer.process)
+        return consumers
+
+    def downstream(
+        self, steps: Iterable[AggregatedStep], *, only: ArtefactRecord | None = None
+    ) -> list[AggregatedStep]:
+        """Every step that consumed, directly or not, an output of `steps` (not `steps`).
+
+        With `only`, start from the consumers of that one output artefact instead.
+        """
+        consumers = self._consumers()
         start = list(steps)
         seen = {a.process for a in start}
-        queue = [a.process for a in start]
         found: list[AggregatedStep] = []
+
+        def visit(names: Iterable[str]) -> None:
+            for name in sorted(names):
+                if name not in seen and name in self.by_process:
+                    seen.add(name)
+                    queue.append(name)
+                    found.append(self.by_process[name])
+
+        queue: list[str] = []
+        if only is not None:
+            # Records of any run count: an output made in run 1 may be consumed in run 2.
+            producer = self.records[only.step_id].process
+            visit(consumers.get((producer, only.path), ()))
+        else:
+            queue = [a.process for a in start]
         while queue:
             process = queue.pop(0)
-            # Any record of the process may have been consumed (an older run's output, reused).
-            producers = [r.id for r in self.records.values() if r.process == process]
-            for producer in producers:
-                for name in sorted(consumers.get(producer, ())):
-                    if name not in seen:
-                        seen.add(name)
-                        queue.append(name)
-                        found.append(self.by_process[name])
+            visit(n for (p, _), names in consumers.items() if p == process for n in names)
         return found
 
     def session_directory(self) -> Path:
@@ -247,7 +264,7 @@ def _plan_artefact(request: ActionRequest, instance: _Instance) -> ActionPlan:
             )
         artefact = instance.artefact(artefact.source_id)
     producer = instance.authoritative(artefact.step_id)
-    targets = instance.downstream([producer]) if request.propagate else []
+    targets = instance.downstream([producer], only=artefact) if request.propagate else []
     plan = _invalidation(request, instance, targets, [artefact.path])
     head = f"delete {artefact.path} (step {producer.process!r} stays and reruns on --resume)"
     rest = f"; and {plan.summary}" if targets else f"; {_files_text(plan.files, plan.bytes)}"

@@ -22,6 +22,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime
@@ -138,6 +139,9 @@ def start_background(project: Project, options: RunOptions = RunOptions()) -> Pi
             start_new_session=True,
             close_fds=True,
         )
+    # Reap it when it ends: a long-lived caller (the UI starting reruns) must not collect
+    # zombies. A daemon thread, so a short-lived caller (`maestro run --background`) exits at once.
+    threading.Thread(target=child.wait, name="maestro-reap", daemon=True).start()
     stdout = directory / f"{stamp}-{child.pid}.out"
     stderr = directory / f"{stamp}-{child.pid}.err"
     out_tmp.rename(stdout)

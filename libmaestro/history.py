@@ -23,6 +23,7 @@ import json
 import logging
 import os
 import socket
+import stat
 import sys
 import threading
 import time
@@ -69,15 +70,43 @@ def open_store(path: Path | None = None) -> SqliteStateStore:
     return SqliteStateStore(path or store_path())
 
 
-def fingerprint(path: Path) -> Fingerprint | None:
-    """A file's fingerprint (a directory's: its tree), or None if it does not exist."""
+_HASH_CHUNK = 1024 * 1024
+
+
+def _sha256_of(path: Path) -> str:
+    """The SHA-256 of a file's content, read with plain system calls (no file object).
+
+    Raises:
+        OSError: `path` cannot be read.
+    """
+    sha = hashlib.sha256()
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
-        if path.is_dir():
+        while chunk := os.read(fd, _HASH_CHUNK):
+            sha.update(chunk)
+    finally:
+        os.close(fd)
+    return sha.hexdigest()
+
+
+def fingerprint(path: Path, info: os.stat_result | None = None) -> Fingerprint | None:
+    """A file's fingerprint (a directory's: its tree), or None if it does not exist.
+
+    The same as `Fingerprint.of_file` for a file. `info` is `os.stat(path)` when the caller has
+    just taken it: one system call less per input and output of every process.
+
+    Raises:
+        OSError: the file exists but cannot be read for its content hash.
+    """
+    try:
+        if info is None:
+            info = path.stat()
+        if stat.S_ISDIR(info.st_mode):
             return _tree_fingerprint(path)
-        info = path.stat()
     except OSError:
         return None
-    return Fingerprint.of_file(path, content_hash=info.st_size <= HASH_LIMIT)
+    digest = _sha256_of(path) if info.st_size <= HASH_LIMIT else None
+    return Fingerprint(path=path, size=info.st_size, mtime_ns=info.st_mtime_ns, sha256=digest)
 
 
 def _tree_fingerprint(root: Path) -> Fingerprint:
@@ -262,6 +291,10 @@ class RunHistory:
     _ids: dict[int, int] = field(default_factory=dict)  # token -> step id
     _tokens: itertools.count[int] = field(default_factory=itertools.count)
     _writer_lock: threading.Lock = field(default_factory=threading.Lock)
+    # token -> None while its step waits for a slot, or when it started running; removed once
+    # the step's first record is written.
+    _not_yet_written: dict[int, float | None] = field(default_factory=dict)
+    _pending_lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
     def writer(self) -> _Writer:
@@ -320,40 +353,68 @@ class RunHistory:
         )
 
     def started(
-        self, process: Process, executor: ExecutorConfig, workdir: Path, decision: Decision
+        self,
+        process: Process,
+        executor: ExecutorConfig,
+        workdir: Path,
+        decision: Decision,
+        *,
+        input_stats: Mapping[str, os.stat_result] | None = None,
     ) -> int:
+        """The step is about to wait for a slot: recorded pending until `running` is called.
+
+        Most steps get their slot at once; then `running` comes before the record is written
+        and the step is written as running directly, so pending costs no extra write.
+        `input_stats` are the inputs' `os.stat` (by variable) if the caller has just taken them.
+        """
         token = next(self._tokens)
-        started_at = time.time()
+        with self._pending_lock:
+            self._not_yet_written[token] = None
         # The inputs as the step is about to read them: fingerprinted at its end instead, an
         # input edited while the step ran was recorded as the one it used, and the next resume
         # reused the output made from the old content.
-        recorded_inputs = [fp for path in process.inputs.values() if (fp := fingerprint(path))]
+        known = input_stats or {}
+        recorded_inputs = [
+            fp for var, path in process.inputs.items() if (fp := fingerprint(path, known.get(var)))
+        ]
 
         def write() -> None:
+            with self._pending_lock:
+                running_since = self._not_yet_written.pop(token, None)
             step = self.store.start_step(
                 self.run.id,
                 process=process.name,
+                state=StepState.PENDING if running_since is None else StepState.RUNNING,
                 cache_key=decision.key,
                 executor=executor.name,
                 workdir=workdir,
                 group=fanout_group(process.name),
                 inputs=recorded_inputs,
                 reason=decision.text,
-                started_at=started_at,
+                started_at=running_since,
             )
             self._ids[token] = step.id
 
         self.writer.submit(write)
         return token
 
-    def submitted(self, token: int, job_id: str) -> None:
-        """The backend accepted the step's job under `job_id` (a Slurm job id)."""
-        self.writer.submit(lambda: self._with_id(token, job_id))
+    def running(self, token: int) -> None:
+        """The step got its slot and starts now."""
+        now = time.time()
+        with self._pending_lock:
+            if token in self._not_yet_written:
+                self._not_yet_written[token] = now
+                return
+        self.writer.submit(lambda: self._move(token, StepState.RUNNING, started_at=now))
 
-    def _with_id(self, token: int, job_id: str) -> None:
+    def _move(self, token: int, state: StepState, **details: Any) -> None:
         step_id = self._ids.get(token)
         if step_id is not None:
-            self.store.record_step_state(step_id, StepState.RUNNING, job_id=job_id)
+            self.store.record_step_state(step_id, state, **details)
+
+    def submitted(self, token: int, job_id: str) -> None:
+        """The backend accepted the step's job under `job_id` (a Slurm job id)."""
+        self.writer.submit(lambda: self._move(token, StepState.RUNNING, job_id=job_id))
 
     def _on_step(self, token: int, operation: Callable[[int], object]) -> None:
         def write() -> None:
@@ -369,11 +430,19 @@ class RunHistory:
         process: Process,  # noqa: ARG002  # its inputs were fingerprinted by `started`
         outputs: Mapping[str, Path],
         result: JobResult,
+        *,
+        stats: Mapping[str, os.stat_result] | None = None,
     ) -> None:
-        # Fingerprints are taken now, after the outputs were verified, and written in the same
-        # transaction as the success: a crash in between leaves a step that did not succeed,
-        # never the reverse.
-        recorded_outputs = [fp for path in outputs.values() if (fp := fingerprint(path))]
+        """The step succeeded; `stats` are the outputs' `os.stat` (by name) taken by the check.
+
+        Fingerprints are taken now, after the outputs were verified, and written in the same
+        transaction as the success: a crash in between leaves a step that did not succeed,
+        never the reverse.
+        """
+        known = stats or {}
+        recorded_outputs = [
+            fp for var, path in outputs.items() if (fp := fingerprint(path, known.get(var)))
+        ]
         self._on_step(
             token,
             lambda step_id: self.store.succeed_step(

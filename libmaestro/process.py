@@ -6,6 +6,7 @@ variable's *name* must be a shell identifier that cannot change how bash or the 
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -38,11 +39,13 @@ _LAST_PART = re.compile(r"[_\-.][^_\-.]*$")
 _TRAILING_DIGITS = re.compile(r"\d+$")
 
 
+@functools.lru_cache(maxsize=4096)
 def fanout_group(name: str) -> str:
     """The fan-out a process name most likely belongs to: its name without the varying end.
 
     `align_S1` and `align_S2` are `align`; `p17` is `p`; `merge` stays `merge`. Fan-outs name
     their processes after the item (`f"align_{sample}"`), so what is left is what they share.
+    Cached: the display, the graph and the run history each ask for every process.
     """
     group = _LAST_PART.sub("", name) if _LAST_PART.search(name) else _TRAILING_DIGITS.sub("", name)
     return group or name
@@ -109,8 +112,12 @@ class PreparedScript:
         return None if origin is None else origin + column - 1
 
 
+@functools.lru_cache(maxsize=1024)
 def prepare_script(source: str) -> PreparedScript:
     """Dedent and strip a script, and add `#!/bin/bash` when it has no shebang.
+
+    Cached (the result is immutable): a fan-out prepares the same text for every item, and a
+    run asks for each process's prepared script more than once (cache key, file, errors).
 
     The first line is handled on its own because a script often starts right after the opening
     quote (`script='''cat x` ...), where it carries no indentation while the rest does. Tabs are

@@ -13,6 +13,7 @@ Everything a process leaves behind sits in its working directory, next to its ou
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
@@ -68,6 +69,33 @@ exec "$@"
 """
 
 
+_SHEBANG_BYTES = 256  # how much of a script the kernel reads for its `#!` line (BINPRM_BUF_SIZE)
+
+
+def _shebang_command(text: str, script: str) -> list[str] | None:
+    """The argv the kernel makes of `script` from its `#!` line, or None to let the kernel do it.
+
+    Starting the interpreter ourselves is what exec'ing the script does anyway (same argv, same
+    program), but the script is then only read, never executed. Executing a file fails with
+    ETXTBSY ("Text file busy") while any process has it open for writing, and another thread's
+    fork can inherit the descriptor of a script being written for an instant. Only the common
+    form is handled here: an absolute interpreter path and at most one argument, parsed as
+    Linux parses it (spaces and tabs separate; the argument is the rest of the line).
+    """
+    end = text.find("\n", 0, _SHEBANG_BYTES)
+    if end < 0 or not text.startswith("#!"):
+        return None
+    line = text[2:end]
+    if not line.isascii() or "\0" in line:
+        return None
+    line = line.strip(" \t")
+    cut = min((i for i in (line.find(" "), line.find("\t")) if i >= 0), default=len(line))
+    interpreter, argument = line[:cut], line[cut:].lstrip(" \t")
+    if not interpreter.startswith("/"):
+        return None  # relative or bare names resolve differently for the kernel and for Popen
+    return [interpreter, argument, script] if argument else [interpreter, script]
+
+
 def _command(
     script: Path,
     executor: ExecutorConfig,
@@ -79,7 +107,15 @@ def _command(
     """The job's argv: the script, inside its container if any, after `module load` if any.
 
     Modules are loaded outside the container: on clusters they are what provides the runtime.
+    A plain local job starts the script's interpreter directly (see `_shebang_command`).
     """
+    if (
+        executor.type is ExecutorType.LOCAL
+        and executor.container is None
+        and not executor.modules
+        and (direct := _shebang_command(process.prepared.text, str(script))) is not None
+    ):
+        return direct
     command = [str(script)]
     if executor.container is not None:
         command = container_command(
@@ -100,10 +136,11 @@ def _variables(
     session: Session, process: Process, workdir: Path, staged: dict[str, Path]
 ) -> dict[str, str]:
     """The variables maestro injects into the script: its own, the inputs, outputs and args."""
+    where = str(workdir)
     ours: dict[str, str] = {
         "MAESTRO_SESSION": session.name,
         "MAESTRO_PROCESS": process.name,
-        "MAESTRO_WORKDIR": str(workdir),
+        "MAESTRO_WORKDIR": where,
     }
     ours.update({var: str(path) for var, path in staged.items()})
     ours.update({var: str(workdir / rel) for var, rel in process.outputs.items()})
@@ -111,10 +148,22 @@ def _variables(
     return ours
 
 
+def _current_environment() -> dict[bytes, bytes]:
+    """A copy of this program's environment as it is now, as bytes.
+
+    CPython keeps it as a dict of bytes behind `os.environb`; copying that dict is a hundred
+    times faster than `os.environb.copy()`, which checks every entry, for every process.
+    """
+    data = getattr(os.environb, "_data", None)
+    if isinstance(data, dict):
+        return dict(data)
+    return os.environb.copy()
+
+
 def _environment(variables: dict[str, str]) -> dict[bytes, bytes]:
-    # os.environb is copied as bytes: decoding the whole environment for every process costs
-    # more than the rest of maestro's bookkeeping for it.
-    env = os.environb.copy()
+    # Bytes, not str: decoding the whole environment for every process costs more than the
+    # rest of maestro's bookkeeping for it.
+    env = _current_environment()
     env.update({os.fsencode(k): os.fsencode(v) for k, v in variables.items()})
     return env
 
@@ -199,6 +248,16 @@ def _wait(
         session.untrack(handle)
 
 
+def _aborted(process: Process, session: Session) -> ProcessInterruptedError:
+    session.count_not_started()
+    return ProcessInterruptedError(
+        f"process {process.name!r} was not started: a user aborted it "
+        f"(`maestro abort {session.name}` or the UI)",
+        process=process.name,
+        workdir=session.directory / process.name,
+    )
+
+
 def _not_started(process: Process, session: Session) -> ProcessInterruptedError:
     session.count_not_started()
     return ProcessInterruptedError(
@@ -227,6 +286,11 @@ def _execute(
     except KeyboardInterrupt:  # Ctrl-C while this (main) thread waited for a slot
         session.count_not_started()
         raise
+    if session.abort_requested(process.name):  # `maestro abort` while it waited for the slot
+        session.scheduler.release(executor)
+        raise _aborted(process, session)
+    if session.history is not None and step_id is not None:
+        session.history.running(step_id)
     try:
         session.emit(
             ProcessEvent(
@@ -314,6 +378,27 @@ def _fresh_workdir(session: Session, process: Process) -> Path:
     return workdir
 
 
+# What `Path.exists()` counts as "does not exist" rather than as an error to raise.
+_ABSENT = frozenset({errno.ENOENT, errno.ENOTDIR, errno.EBADF, errno.ELOOP})
+
+
+def _stat_outputs(process: Process, workdir: Path) -> tuple[dict[str, os.stat_result], list[str]]:
+    """Each declared output's `os.stat`, and the variables of those that do not exist.
+
+    One system call per output, whose result the run history reuses for the fingerprint.
+    """
+    found: dict[str, os.stat_result] = {}
+    missing: list[str] = []
+    for var, rel in process.outputs.items():
+        try:
+            found[var] = (workdir / rel).stat()
+        except OSError as exc:
+            if exc.errno not in _ABSENT:
+                raise
+            missing.append(var)
+    return found, missing
+
+
 def _verify(
     process: Process,
     executor: str,
@@ -321,8 +406,12 @@ def _verify(
     result: JobResult,
     session: Session,
     job: JobHandle,
+    found: dict[str, os.stat_result] | None = None,
 ) -> ProcessError | None:
-    """The error the process's end means, or None when it succeeded with all its outputs."""
+    """The error the process's end means, or None when it succeeded with all its outputs.
+
+    `found` receives the `os.stat` of every output that exists (see `_stat_outputs`).
+    """
     ended_badly = result.exit_code != 0 or result.state is not JobState.SUCCEEDED
     if ended_badly and session.stopping:
         return ProcessInterruptedError(
@@ -340,7 +429,10 @@ def _verify(
             workdir=workdir,
             exit_code=result.exit_code,
         )
-    missing = tuple(var for var, rel in process.outputs.items() if not (workdir / rel).exists())
+    stats, absent = _stat_outputs(process, workdir)
+    if found is not None:
+        found.update(stats)
+    missing = tuple(absent)
     if not missing:
         return None
     listed = ", ".join(f"{var} = {process.outputs[var]}" for var in missing)
@@ -375,9 +467,11 @@ def run_process(process: Process, *, executor: ExecutorConfig, session: Session)
     name = executor.name
     if session.stopping:
         raise _not_started(process, session)
+    if session.abort_requested(process.name):
+        raise _aborted(process, session)
     backend = session.backend(executor)
     _check_definition(process)
-    check_inputs_exist(process.name, process.inputs)
+    input_stats = check_inputs_exist(process.name, process.inputs)
     history = session.history
     decision = history.decide(process, executor) if history else None
     if history and decision and decision.reuse is not None:
@@ -393,7 +487,9 @@ def run_process(process: Process, *, executor: ExecutorConfig, session: Session)
         return _outputs(process, workdir)
     workdir = _fresh_workdir(session, process)
     reserved = {rel.parts[0] for rel in process.outputs.values()} | OWN_FILES
-    staged = stage_inputs(process.inputs, workdir, executor.effective_staging, reserved=reserved)
+    staged = stage_inputs(
+        process.inputs, workdir, executor.effective_staging, reserved=reserved, stats=input_stats
+    )
     for rel in process.outputs.values():
         if len(rel.parts) > 1:
             (workdir / rel).parent.mkdir(parents=True, exist_ok=True)
@@ -410,7 +506,9 @@ def run_process(process: Process, *, executor: ExecutorConfig, session: Session)
         stderr=workdir / STDERR_FILE,
     )
     step_id = (
-        history.started(process, executor, workdir, decision) if history and decision else None
+        history.started(process, executor, workdir, decision, input_stats=input_stats)
+        if history and decision
+        else None
     )
     try:
         handle, result = _execute(spec, backend, session, process, executor, decision, step_id)
@@ -424,7 +522,8 @@ def run_process(process: Process, *, executor: ExecutorConfig, session: Session)
     if history is None:
         # Without run history (a plain script) this file is the only record of how it ended.
         _record(workdir, session=session, process=process, executor=name, result=result)
-    error = _verify(process, name, workdir, result, session, handle)
+    output_stats: dict[str, os.stat_result] = {}
+    error = _verify(process, name, workdir, result, session, handle, output_stats)
     if error is not None:
         if history and step_id is not None:
             if isinstance(error, ProcessInterruptedError):
@@ -443,7 +542,7 @@ def run_process(process: Process, *, executor: ExecutorConfig, session: Session)
     outputs = _outputs(process, workdir)
     if history and step_id is not None:
         # SUCCEEDED is recorded with the verified outputs' fingerprints, in one transaction.
-        history.succeeded(step_id, process, outputs.as_dict(), result)
+        history.succeeded(step_id, process, outputs.as_dict(), result, stats=output_stats)
     session.emit(
         ProcessEvent(EventKind.SUCCEEDED, process.name, name, workdir, time.time(), result)
     )

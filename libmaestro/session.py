@@ -8,6 +8,7 @@ in libmaestro; `@main` sets it, a plain script gets one on first use, tests use 
 from __future__ import annotations
 
 import enum
+import json
 import logging
 import os
 import sys
@@ -25,7 +26,7 @@ from libmaestro.errors import MaestroError, ProcessDefinitionError
 from libmaestro.executors import backend_for
 from libmaestro.executors.base import Backend
 from libmaestro.jobs import JobHandle, JobResult
-from libmaestro.layout import WORK_DIR_NAME
+from libmaestro.layout import ABORT_FILE, WORK_DIR_NAME
 from libmaestro.scheduler import Scheduler
 
 if TYPE_CHECKING:
@@ -95,6 +96,10 @@ class Session:
         # really gone: `@main` must not exit while the signal handler's thread is still within
         # its grace period, or what ignores SIGTERM would never get the SIGKILL.
         self._stop_lock = threading.Lock()
+        # What `maestro abort` asked (read from ABORT_FILE when its mtime changes).
+        self._abort_seen: int | None = None
+        self._abort_all = False
+        self._abort_names: frozenset[str] = frozenset()
 
     @classmethod
     def create(
@@ -163,6 +168,26 @@ class Session:
         except FileExistsError:
             return workdir, True
         return workdir, False
+
+    def abort_requested(self, process: str) -> bool:
+        """True if a user aborted `process` (or everything not started yet) in this session.
+
+        One stat per call: the request file is re-read only when it changed.
+        """
+        path = self.directory / ABORT_FILE
+        try:
+            mtime = path.stat().st_mtime_ns
+        except OSError:
+            return False
+        if mtime != self._abort_seen:
+            try:
+                data = json.loads(path.read_text(encoding="utf-8"))
+                self._abort_all = bool(data.get("all"))
+                self._abort_names = frozenset(str(n) for n in data.get("processes", ()))
+            except (OSError, ValueError, AttributeError):
+                log.warning("ignoring unreadable abort request %s", path)
+            self._abort_seen = mtime
+        return self._abort_all or process in self._abort_names
 
     def backend(self, executor: ExecutorConfig) -> Backend:
         """The backend that runs jobs for this executor, made once per session."""

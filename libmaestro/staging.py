@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import shutil
+import stat
 from collections.abc import Collection, Mapping
 from pathlib import Path
 
@@ -14,15 +16,34 @@ from libmaestro.errors import StagingError
 log = logging.getLogger(__name__)
 
 
-def check_inputs_exist(process: str, inputs: Mapping[str, Path]) -> None:
-    """Raise one StagingError naming every input that does not exist."""
-    missing = [f"{var} = {path}" for var, path in inputs.items() if not path.exists()]
+# What `Path.exists()` counts as "does not exist" rather than as an error to raise.
+_ABSENT = frozenset({errno.ENOENT, errno.ENOTDIR, errno.EBADF, errno.ELOOP})
+
+
+def check_inputs_exist(process: str, inputs: Mapping[str, Path]) -> dict[str, os.stat_result]:
+    """Raise one StagingError naming every input that does not exist.
+
+    Returns:
+        Each input's `os.stat` (following symlinks), for staging and the run history to reuse.
+    """
+    found: dict[str, os.stat_result] = {}
+    missing: list[str] = []
+    for var, path in inputs.items():
+        try:
+            found[var] = path.stat()
+        except OSError as exc:
+            if exc.errno not in _ABSENT:
+                raise
+            missing.append(f"{var} = {path}")
+        except ValueError:  # not representable as a path (like Path.exists)
+            missing.append(f"{var} = {path}")
     if missing:
         raise StagingError(
             f"process {process!r} cannot start: {len(missing)} input"
             f"{'s do' if len(missing) > 1 else ' does'} not exist: {'; '.join(missing)}. "
             "Check the path, or that the process producing it ran first"
         )
+    return found
 
 
 def _staged_name(var: str, path: Path, taken: set[str]) -> str:
@@ -53,6 +74,7 @@ def stage_inputs(
     mode: StagingMode,
     *,
     reserved: Collection[str] = (),
+    stats: Mapping[str, os.stat_result] | None = None,
 ) -> dict[str, Path]:
     """Place each input into `workdir` and return the path each variable should hold.
 
@@ -65,6 +87,7 @@ def stage_inputs(
         workdir: the process's working directory.
         mode: the executor's effective staging mode.
         reserved: names in `workdir` that must not be used (the outputs' first path parts).
+        stats: each input's `os.stat` when the caller has it (`check_inputs_exist`).
     """
     if mode is StagingMode.NONE:
         return {var: path.resolve() for var, path in inputs.items()}
@@ -75,7 +98,9 @@ def stage_inputs(
         source = source.resolve()
         try:
             if mode is StagingMode.SYMLINK:
-                target.symlink_to(source, target_is_directory=source.is_dir())
+                known = stats.get(var) if stats is not None else None
+                is_dir = stat.S_ISDIR(known.st_mode) if known is not None else source.is_dir()
+                target.symlink_to(source, target_is_directory=is_dir)
             elif mode is StagingMode.HARDLINK:
                 try:
                     _hardlink_tree(source, target)

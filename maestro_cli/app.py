@@ -16,7 +16,19 @@ from rich.markup import escape
 from typer.core import TyperGroup
 
 import libmaestro
-from maestro_cli.commands import build, bundle, dag, init, kill, logs, ps, run, status, update_cache
+from maestro_cli.commands import (
+    actions,
+    build,
+    bundle,
+    dag,
+    init,
+    kill,
+    logs,
+    ps,
+    run,
+    status,
+    update_cache,
+)
 from maestro_cli.context import CliContext
 
 
@@ -52,6 +64,9 @@ app.command("run")(run.run)
 app.command("ps")(ps.ps)
 app.command("kill")(kill.kill)
 app.command("bundle")(bundle.bundle)
+app.command("invalidate")(actions.invalidate)
+app.command("rerun")(actions.rerun)
+app.command("abort")(actions.abort)
 app.command("update-cache")(update_cache.update_cache)
 
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import zstandard
 
-# zstd is chosen for size: level 19 makes a typical bundle about 15% smaller than level 3, and
-# with all cores it still takes only seconds; unpacking is fast at any level.
+# zstd is chosen for size: level 19 makes a typical bundle about 15% smaller than level 3, at
+# the price of 15-30 s on two cores for a 70 MB bundle; unpacking is fast at any level.
 ZSTD_LEVEL = 19
 
 
@@ -50,7 +50,7 @@ def write_archive(folder: Path, stem: Path, compression: Compression) -> Path:
                 # Keep the permission bits (the program must stay executable when unzipped).
                 info.external_attr = (file.stat().st_mode & 0xFFFF) << 16
                 with file.open("rb") as data:
-                    archive.writestr(info, data.read())
+                    archive.writestr(info, data.read(), compresslevel=9)
     elif compression is Compression.ZSTD:
         threads = os.cpu_count() or 1
         compressor = zstandard.ZstdCompressor(level=ZSTD_LEVEL, threads=threads)
@@ -61,7 +61,9 @@ def write_archive(folder: Path, stem: Path, compression: Compression) -> Path:
         ):
             archive.add(folder, arcname=arcname)
     else:
-        with tarfile.open(partial, _TAR_MODES[compression]) as archive:  # type: ignore[call-overload]
+        # gzip at 6, not tarfile's 9: four times faster for an archive 0.4% larger.
+        level = {"compresslevel": 6} if compression is Compression.GZIP else {}
+        with tarfile.open(partial, _TAR_MODES[compression], **level) as archive:  # type: ignore[call-overload]
             archive.add(folder, arcname=arcname)
     partial.replace(path)
     return path

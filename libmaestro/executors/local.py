@@ -18,6 +18,34 @@ from libmaestro.executors.base import Backend
 from libmaestro.jobs import JobHandle, JobResult, JobSpec, JobState
 
 _EXEC_ATTEMPTS = 20
+# The job's stdout and stderr: created (or emptied) like `open(path, "wb")`, never inherited.
+_LOG_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
+
+
+class _DevNull:
+    """One read-only /dev/null descriptor for every job's stdin, opened on first use.
+
+    `subprocess.DEVNULL` opens and closes /dev/null for every job; a job only needs a descriptor
+    to duplicate. Close-on-exec, so no job inherits it beyond its own stdin.
+    """
+
+    def __init__(self) -> None:
+        self._fd: int | None = None
+        self._pid = 0
+        self._lock = threading.Lock()
+
+    def fileno(self) -> int:
+        fd, pid = self._fd, os.getpid()
+        if fd is not None and self._pid == pid:
+            return fd
+        with self._lock:
+            if self._fd is None or self._pid != pid:  # first use, or first use in a forked child
+                self._fd = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+                self._pid = pid
+            return self._fd
+
+
+_DEVNULL = _DevNull()
 
 
 @dataclass(slots=True)
@@ -51,32 +79,45 @@ class LocalBackend(Backend):
         self._lock = threading.Lock()
 
     def start(self, spec: JobSpec) -> JobHandle:
-        with spec.stdout.open("wb") as out, spec.stderr.open("wb") as err:
-            for attempt in range(_EXEC_ATTEMPTS):
-                try:
-                    popen = subprocess.Popen(
-                        list(spec.argv),
-                        cwd=spec.workdir,
-                        env=spec.env,
-                        stdin=subprocess.DEVNULL,
-                        stdout=out,
-                        stderr=err,
-                        start_new_session=True,
-                        close_fds=True,
-                    )
-                    break
-                except OSError as exc:
-                    # "Text file busy": another thread forked while this job's script was still
-                    # open for writing, and its child holds that descriptor until it execs.
-                    # The window is microseconds; waiting a moment is the standard cure.
-                    if exc.errno != errno.ETXTBSY or attempt == _EXEC_ATTEMPTS - 1:
-                        raise
-                    time.sleep(0.005 * (attempt + 1))
+        # Plain descriptors rather than file objects: the job only needs them to be duplicated.
+        out = os.open(spec.stdout, _LOG_FLAGS, 0o666)
+        try:
+            err = os.open(spec.stderr, _LOG_FLAGS, 0o666)
+            try:
+                popen = self._spawn(spec, out, err)
+            finally:
+                os.close(err)
+        finally:
+            os.close(out)
         started_at = time.time()
         backend_id = f"{popen.pid}:{started_at:.3f}"
         with self._lock:
             self._running[backend_id] = _Running(popen, started_at)
         return JobHandle(self.executor_name, backend_id)
+
+    def _spawn(self, spec: JobSpec, out: int, err: int) -> subprocess.Popen[bytes]:
+        for attempt in range(_EXEC_ATTEMPTS):
+            try:
+                return subprocess.Popen(
+                    spec.argv,
+                    cwd=spec.workdir,
+                    env=spec.env,
+                    stdin=_DEVNULL.fileno(),
+                    stdout=out,
+                    stderr=err,
+                    start_new_session=True,
+                    close_fds=True,
+                )
+            except OSError as exc:
+                # "Text file busy": another thread forked while this job's script was still
+                # open for writing, and its child holds that descriptor until it execs. The
+                # runner avoids this by starting a local script's interpreter itself; a script
+                # in a container or behind `module load` is still executed. The window is
+                # microseconds; waiting a moment is the standard cure.
+                if exc.errno != errno.ETXTBSY or attempt == _EXEC_ATTEMPTS - 1:
+                    raise
+                time.sleep(0.005 * (attempt + 1))
+        raise AssertionError("unreachable")  # the last attempt returned or raised
 
     def wait(self, handle: JobHandle) -> JobResult:
         with self._lock:
