@@ -123,7 +123,13 @@ def check_backends(
             continue
         checked.add(found.name)
         line = config.lines.get(("executor", found.name), found.line)
-        if found.type is ExecutorType.SLURM:
+        if found.ssh is not None:
+            message = (
+                f'executor "{found.name}" runs over SSH ({found.ssh.label}), which this version '
+                "reads from Maestro.toml but cannot run yet; remove `ssh` to run here"
+            )
+            problems.append(ReferenceProblem(config.path, line, None, message))
+        elif found.type is ExecutorType.SLURM:
             if shutil.which("sbatch") is None:
                 message = (
                     f'executor "{found.name}" submits to Slurm, but sbatch is not on PATH '

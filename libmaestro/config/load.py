@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,6 +48,7 @@ from libmaestro.config.model import (
     MemoryConfig,
     ProjectConfig,
     SlurmConfig,
+    SshTarget,
     StagingMode,
     TimeLimit,
 )
@@ -56,7 +58,9 @@ CONFIG_FILE_NAME = "Maestro.toml"
 CONFIG_ENV_VAR = "MAESTRO_CONFIG"
 
 _TOP_LEVEL_KEYS = ("args", "inputs", "executor")
-_COMMON_FIELDS = ("type", "inherit", "container", "staging_mode", "modules", "max_parallel")
+_COMMON_FIELDS = (
+    "type", "inherit", "container", "staging_mode", "modules", "max_parallel", "ssh",
+)  # fmt: skip
 _SLURM_FIELDS = (
     "cpus",
     "memory",
@@ -77,7 +81,7 @@ _SLURM_ONLY_FIELDS = frozenset(_SLURM_FIELDS) - {"cpus"}
 # On inheritance these are concatenated (parent's first); every other field is replaced.
 _APPENDED_FIELDS = frozenset({"modules", "additional_options"})
 # Keys users may know from the roadmap; naming them plainly beats "unknown key".
-_LATER_FIELDS = {"ssh": "remote execution over SSH"}
+_LATER_FIELDS: dict[str, str] = {}
 _TIME_KEYS = ("days", "hours", "minutes", "seconds")
 _MEMORY_KEYS = ("type", "amount")
 
@@ -300,6 +304,7 @@ class _Loader:
                 cpus=values.get("cpus"),
                 max_parallel=values.get("max_parallel"),
                 slurm=slurm,
+                ssh=values.get("ssh"),
                 line=self.issues.locator.line(("executor", name)),
             )
         return executors
@@ -460,6 +465,49 @@ def _container(value: object, keys: Keys, issues: Issues) -> Container | None:
     return None if checked is None else Container(ContainerRuntime(runtime), checked)
 
 
+_SSH_KEYS = ("host", "user", "port", "identity", "jump", "remote_workdir")
+_SSH_TARGET = re.compile(r"(?:[A-Za-z0-9._-]+@)?[A-Za-z0-9._-]+(?::[0-9]{1,5})?")
+
+
+def _ssh(value: object, keys: Keys, issues: Issues) -> SshTarget | None:
+    example = 'ssh = "me@login.cluster.org" or ssh = { host = "login", user = "me", port = 22 }'
+    if isinstance(value, str):
+        if _SSH_TARGET.fullmatch(value):
+            return SshTarget.parse(value)
+        issues.add(
+            keys, f"expected host, user@host or user@host:port like {example}, got {quote(value)}"
+        )
+        return None
+    if not isinstance(value, dict):
+        issues.add(keys, f"expected a string or a table like {example}, got {describe(value)}")
+        return None
+    good = True
+    for key in value:
+        if key not in _SSH_KEYS:
+            issues.add((*keys, key), unknown_key(key, _SSH_KEYS))
+            good = False
+    host = None
+    if "host" not in value:
+        issues.add((*keys, "host"), f'missing key "host"; expected a table like {example}')
+    else:
+        host = text_value(value["host"], (*keys, "host"), issues, "login.cluster.org")
+    fields: dict[str, Any] = {}
+    for key in ("user", "jump", "remote_workdir"):
+        if key in value:
+            fields[key] = text_value(value[key], (*keys, key), issues, "me")
+            good &= fields[key] is not None
+    if "port" in value:
+        fields["port"] = positive(value["port"], (*keys, "port"), issues)
+        good &= fields["port"] is not None
+    if "identity" in value:
+        identity = text_value(value["identity"], (*keys, "identity"), issues, "~/.ssh/id_ed25519")
+        fields["identity"] = Path(identity).expanduser() if identity else None
+        good &= identity is not None
+    if host is None or not good:
+        return None
+    return SshTarget(host=host, **fields)
+
+
 def _staging(value: object, keys: Keys, issues: Issues) -> StagingMode | None:
     return choice(value, keys, issues, StagingMode)
 
@@ -606,6 +654,7 @@ def _option_name(option: str, keys: Keys, issues: Issues, *, index: int | None =
 
 _FIELD_CHECKS: dict[str, Callable[[Any, Keys, Issues], Any]] = {
     "container": _container,
+    "ssh": _ssh,
     "staging_mode": _staging,
     "modules": _modules,
     "cpus": positive,

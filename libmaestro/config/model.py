@@ -141,6 +141,36 @@ class SlurmConfig:
     poll_interval: int | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class SshTarget:
+    """Where an executor runs its processes over SSH: `ssh = "user@host"` or a table.
+
+    Unset fields come from the user's ~/.ssh/config for `host` (which may be an alias there),
+    then from SSH's defaults.
+    """
+
+    host: str
+    user: str | None = None
+    port: int | None = None
+    identity: Path | None = None  # a private key file
+    jump: str | None = None  # a jump host, "user@host[:port]" (ProxyJump)
+    remote_workdir: str | None = None  # where sessions go on the host (default ~/maestro_work)
+
+    @classmethod
+    def parse(cls, text: str) -> SshTarget:
+        """`host`, `user@host` or `user@host:port`."""
+        user, _, rest = text.rpartition("@")
+        host, _, port = rest.partition(":")
+        return cls(host=host, user=user or None, port=int(port) if port.isdigit() else None)
+
+    @property
+    def label(self) -> str:
+        """`user@host:port` as far as known, for messages."""
+        user = f"{self.user}@" if self.user else ""
+        port = f":{self.port}" if self.port else ""
+        return f"{user}{self.host}{port}"
+
+
 class ExecutorType(enum.Enum):
     LOCAL = "Local"
     SLURM = "Slurm"
@@ -158,6 +188,7 @@ class ExecutorConfig:
     cpus: int | None = None  # CPUs per process; Local ones are accounted against the machine
     max_parallel: int | None = None  # at most this many processes at once (Slurm: queued + running)
     slurm: SlurmConfig | None = None  # set exactly when type is SLURM
+    ssh: SshTarget | None = None  # run on (Local) or submit from (Slurm) this host over SSH
     line: int | None = None  # where the table starts in its file, for messages
 
     @property

@@ -24,6 +24,7 @@ from libmaestro.config import (
     load_config,
     parse_config,
 )
+from libmaestro.config.model import SshTarget
 from libmaestro.errors import ConfigError, ConfigIssue
 
 
@@ -702,12 +703,40 @@ def test_load_config_quoted_executor_name_in_key(tmp_path: Path) -> None:
     assert (issue.key, issue.line) == ('executor."big.node".cpus', 4)
 
 
-@pytest.mark.parametrize("field", ["ssh"])
-def test_load_config_later_features_not_supported_yet(tmp_path: Path, field: str) -> None:
-    issue = single_issue(tmp_path, f'[executor.x]\ntype = "Local"\n{field} = "x"\n')
+def test_load_config_ssh_as_text_or_table(tmp_path: Path) -> None:
+    path = tmp_path / "Maestro.toml"
+    path.write_text(
+        '[executor.a]\ntype = "Local"\nssh = "me@login:2222"\n'
+        '[executor.b]\ntype = "Slurm"\n'
+        'ssh = { host = "hpc", user = "me", identity = "~/.ssh/k", jump = "gw", '
+        'remote_workdir = "/scratch/me" }\n'
+        '[executor.c]\ninherit = "b"\n'
+    )
+    executors = load_config(path).executors
 
-    assert (issue.key, issue.line) == (f"executor.x.{field}", 3)
-    assert "is not supported yet" in issue.message
+    assert executors["a"].ssh == SshTarget(host="login", user="me", port=2222)
+    b = executors["b"].ssh
+    assert b is not None and (b.host, b.user, b.jump, b.remote_workdir) == (
+        "hpc", "me", "gw", "/scratch/me"
+    )  # fmt: skip
+    assert b.identity == Path("~/.ssh/k").expanduser()
+    assert executors["c"].ssh == b  # inherited like any other field
+
+
+def test_load_config_ssh_errors_name_the_key(tmp_path: Path) -> None:
+    issues = config_issues(
+        tmp_path,
+        '[executor.a]\ntype = "Local"\nssh = "not a host"\n'
+        '[executor.b]\ntype = "Local"\nssh = { hots = "x", port = 0 }\n',
+    )
+    assert [(i.key, i.line) for i in issues] == [
+        ("executor.a.ssh", 3),
+        ("executor.b.ssh.hots", 6),
+        ("executor.b.ssh.host", 6),
+        ("executor.b.ssh.port", 6),
+    ]
+    assert 'did you mean "host"' in issues[1].message
+    assert 'missing key "host"' in issues[2].message
 
 
 def test_load_config_slurm_field_on_local_rejected(tmp_path: Path) -> None:
