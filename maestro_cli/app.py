@@ -27,6 +27,7 @@ from maestro_cli.commands import (
     ps,
     run,
     status,
+    ui,
     update_cache,
 )
 from maestro_cli.context import CliContext
@@ -68,6 +69,7 @@ app.command("invalidate")(actions.invalidate)
 app.command("rerun")(actions.rerun)
 app.command("abort")(actions.abort)
 app.command("update-cache")(update_cache.update_cache)
+app.command("ui")(ui.ui)
 
 
 def _version(value: bool) -> None:
