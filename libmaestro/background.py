@@ -358,6 +358,7 @@ def kill_run(
     pid, start_time = run.pid, run.pid_start_time
     removed = _remove(pid_file)
     if run.state is not RunState.RUNNING:
+        cancel_recorded_jobs(store, run)  # a run that died (SIGKILL) may have left Slurm jobs
         return KillResult(KillOutcome.ALREADY_ENDED, pid, session, run.state.value, removed)
     proc = same_process(pid, start_time) if start_time is not None else None
     if proc is None:  # gone (or its PID reused) without a final state
@@ -376,11 +377,17 @@ def kill_run(
 
 
 def cancel_recorded_jobs(store: SqliteStateStore, run: RunRecord) -> list[str]:
-    """scancel the Slurm jobs recorded for `run`'s unfinished steps; returns their ids."""
+    """scancel the Slurm jobs recorded for `run`'s unfinished steps; returns their ids.
+
+    Unfinished includes steps marked aborted because their run died (reason INTERRUPTED):
+    `maestro status` or `ps` may have recorded that before `maestro kill` ran. scancel of a job
+    that already ended does nothing.
+    """
     ids = [
         step.job_id
         for step in store.steps(run.workflow_id, run.id)
-        if step.job_id.isdigit() and not step.state.is_terminal
+        if step.job_id.isdigit()
+        and (not step.state.is_terminal or step.reason in {"INTERRUPTED", "RUN_ENDED"})
     ]
     if ids and shutil.which("scancel"):
         slurm_client().cancel(ids)

@@ -26,26 +26,34 @@ class _DevNull:
     """One read-only /dev/null descriptor for every job's stdin, opened on first use.
 
     `subprocess.DEVNULL` opens and closes /dev/null for every job; a job only needs a descriptor
-    to duplicate. Close-on-exec, so no job inherits it beyond its own stdin.
+    to duplicate. Close-on-exec, so no job inherits it beyond its own stdin. A forked copy of
+    this program closes the inherited one and opens its own when it needs one.
     """
 
     def __init__(self) -> None:
         self._fd: int | None = None
-        self._pid = 0
         self._lock = threading.Lock()
 
     def fileno(self) -> int:
-        fd, pid = self._fd, os.getpid()
-        if fd is not None and self._pid == pid:
+        fd = self._fd
+        if fd is not None:
             return fd
         with self._lock:
-            if self._fd is None or self._pid != pid:  # first use, or first use in a forked child
+            if self._fd is None:
                 self._fd = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
-                self._pid = pid
             return self._fd
+
+    def forget(self) -> None:
+        """In a forked child: drop the parent's descriptor, open a new one on first use."""
+        fd, self._fd = self._fd, None
+        self._lock = threading.Lock()
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(fd)
 
 
 _DEVNULL = _DevNull()
+os.register_at_fork(after_in_child=_DEVNULL.forget)
 
 
 @dataclass(slots=True)

@@ -18,6 +18,7 @@ from libmaestro.errors import SubmitError
 
 # Seconds any one scheduler command may take; slurmctld answers in milliseconds when healthy.
 COMMAND_TIMEOUT = 60.0
+QUEUE_CHUNK = 2000  # job ids per squeue: about 16 KB of argument
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +67,8 @@ class SlurmClient:
         Raises:
             SubmitError: sbatch is missing or refused the job; the message is its own words.
         """
+        # The user's own SBATCH_* variables would override the script's #SBATCH lines.
+        env = {k: v for k, v in env.items() if not k.startswith(b"SBATCH_")}
         try:
             done = self._run(["sbatch", "--parsable", str(script)], env=env, cwd=script.parent)
         except FileNotFoundError:
@@ -86,7 +89,16 @@ class SlurmClient:
         return job_id
 
     def queue(self, job_ids: Sequence[str]) -> dict[str, JobStatus]:
-        """The jobs squeue still knows (live ones, and finished ones for MinJobAge seconds)."""
+        """The jobs squeue still knows (live ones, and finished ones for MinJobAge seconds).
+
+        Asked in chunks of QUEUE_CHUNK ids: one argument may not exceed 128 KiB on Linux.
+        """
+        found: dict[str, JobStatus] = {}
+        for start in range(0, len(job_ids), QUEUE_CHUNK):
+            found.update(self._queue(job_ids[start : start + QUEUE_CHUNK]))
+        return found
+
+    def _queue(self, job_ids: Sequence[str]) -> dict[str, JobStatus]:
         done = self._status_command(
             ["squeue", "--noheader", "--states=all", "--jobs=" + ",".join(job_ids),
              "--format=%i|%T|%r"]
@@ -103,6 +115,8 @@ class SlurmClient:
             if len(parts) != 3:
                 continue
             job_id, state, reason = parts
+            if not state.split():
+                continue
             found[job_id] = JobStatus(job_id, state.split()[0], "" if reason == "None" else reason)
         return found
 
@@ -119,6 +133,8 @@ class SlurmClient:
             parts = line.strip().split("|")
             if len(parts) != 3 or parts[0] not in job_ids:
                 continue  # a job step ("123.batch") or a line that is not a job
+            if not parts[1].split():
+                continue  # a record the completion log could not parse
             state = parts[1].split()[0]  # "CANCELLED by 0" -> "CANCELLED"
             code = parts[2].split(":", 1)[0]
             # Only a job that ran to its end has an exit code of its own: a TIMEOUT or a

@@ -166,7 +166,11 @@ class SlurmMonitor:
                     if delay <= 0:
                         break
                     self._cond.wait(delay)
-            changed = self._poll(pending)
+            try:
+                changed = self._poll(pending)
+            except Exception as exc:  # never let the thread die: every wait() would hang
+                log.exception("Slurm status poll failed")
+                changed = self._command_failed(pending, f"{type(exc).__name__}: {exc}")
             with self._cond:
                 slower = min(self._interval * BACKOFF, self.max_interval)
                 self._interval = self.min_interval if changed else slower
@@ -177,10 +181,17 @@ class SlurmMonitor:
         now = time.time()
         try:
             queued = self.client.queue([w.job_id for w in watched])
-            gone = [w for w in watched if w.job_id not in queued]
-            accounted = self.client.accounting([w.job_id for w in gone]) if gone else {}
         except SlurmCommandError as exc:
             return self._command_failed(watched, str(exc))
+        gone = [w for w in watched if w.job_id not in queued]
+        accounted = {}
+        if gone:
+            try:
+                accounted = self.client.accounting([w.job_id for w in gone])
+            except SlurmCommandError as exc:
+                # No completion log here (or not readable by this user): the jobs' own exit
+                # files still say how they ended.
+                log.info("sacct -c is not available (%s); using the jobs' exit files", exc)
         self._failing_since = None
         changed = False
         for item in watched:
@@ -211,6 +222,8 @@ class SlurmMonitor:
         if now - self._failing_since < GIVE_UP_AFTER:
             return False
         self._failing_since = None  # jobs watched from now on get the full time again
+        # Lost to us, but maybe alive on the cluster: cancel them so none outlives the run.
+        self.client.cancel([item.job_id for item in watched])
         for item in watched:
             item.result = JobResult(
                 JobState.LOST, None, started_at=item.submitted_at, ended_at=time.time(),

@@ -84,8 +84,9 @@ def render(executor: ExecutorConfig, spec: JobSpec) -> str:
     directives = [
         ("job-name", job_name(spec.session, spec.process)),
         ("chdir", str(workdir)),
-        ("output", str(spec.stdout)),
-        ("error", str(spec.stderr)),
+        # Slurm expands %j, %x, ... in these two; a literal % is written %%.
+        ("output", str(spec.stdout).replace("%", "%%")),
+        ("error", str(spec.stderr).replace("%", "%%")),
         ("export", "ALL"),  # the injected variables travel in sbatch's environment
         *sbatch_options(executor.slurm),
     ]
