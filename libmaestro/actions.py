@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from libmaestro.errors import MaestroError
-from libmaestro.layout import ABORT_FILE, WORK_DIR_NAME
+from libmaestro.layout import ABORT_FILE, ATTEMPTS_DIR, WORK_DIR_NAME
 from libmaestro.state import (
     AggregatedStep,
     ArtefactRecord,
@@ -161,7 +161,8 @@ class _Instance:
 
     def session_directory(self) -> Path:
         for record in self.records.values():
-            if record.workdir is not None:
+            # An earlier attempt's directory was moved into <session>/.attempts/.
+            if record.workdir is not None and ATTEMPTS_DIR not in record.workdir.parts:
                 return record.workdir.parent
         return Path(self.workflow.entry).parent / WORK_DIR_NAME / self.workflow.session
 
@@ -369,7 +370,8 @@ def apply_action(
         for step in plan.steps:
             if step.state.is_success:  # downstream of a rerun step: redo it too
                 store.record_step_state(step.id, StepState.INVALIDATED, reason=RERUN_REASON)
-        pid = _start_resume(store.get_workflow(request.session), store)
+        instance = _Instance(store, request.session)
+        pid = _start_resume(instance.workflow, store, instance.session_directory())
     else:
         instance = _Instance(store, request.session)
         names = None if request.step_id is None else [s.process for s in plan.steps]
@@ -391,10 +393,11 @@ def apply_action(
     return ActionPlan(plan.request, plan.steps, plan.files, plan.bytes, plan.summary, pid)
 
 
-def _start_resume(workflow: WorkflowRecord, store: SqliteStateStore) -> int:
+def _start_resume(workflow: WorkflowRecord, store: SqliteStateStore, directory: Path) -> int:
+    """Start `--resume` of the session detached, where and as the session was first run."""
     # Imported here: background pulls in the process-starting machinery that planning never needs.
     from libmaestro.background import start_background
-    from libmaestro.project import RunOptions, find_project
+    from libmaestro.project import Project, RunOptions, find_project
 
     entry = Path(workflow.entry)
     if not entry.exists():
@@ -402,6 +405,13 @@ def _start_resume(workflow: WorkflowRecord, store: SqliteStateStore) -> int:
             f"session {workflow.session!r} was started from {entry}, which no longer exists; "
             "it cannot be rerun from here"
         )
+    # The run's working directory is the one that holds maestro_work/<session>/.
+    found = find_project(entry)
+    project = Project(directory.parent.parent, found.entry, found.name, found.settings)
+    config = workflow.metadata.get("config")
+    options = RunOptions(
+        resume=workflow.session,
+        config=Path(config) if config and Path(config).is_file() else None,
+    )
     os.environ.setdefault("MAESTRO_STORE", str(store.path))  # the detached run records here too
-    pid_file = start_background(find_project(entry), RunOptions(resume=workflow.session))
-    return pid_file.pid
+    return start_background(project, options).pid

@@ -16,6 +16,7 @@ consumers to run again.
 
 from __future__ import annotations
 
+import functools
 import getpass
 import hashlib
 import itertools
@@ -73,8 +74,11 @@ def open_store(path: Path | None = None) -> SqliteStateStore:
 _HASH_CHUNK = 1024 * 1024
 
 
-def _sha256_of(path: Path) -> str:
+def _sha256_of(path: Path, size: int) -> str:
     """The SHA-256 of a file's content, read with plain system calls (no file object).
+
+    `size` is the file's size as just stat'ed: a small file is then read with one call (a
+    read that returns less than was asked is the end of a regular file).
 
     Raises:
         OSError: `path` cannot be read.
@@ -82,8 +86,12 @@ def _sha256_of(path: Path) -> str:
     sha = hashlib.sha256()
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
-        while chunk := os.read(fd, _HASH_CHUNK):
+        want = size + 1 if size < _HASH_CHUNK else _HASH_CHUNK
+        while chunk := os.read(fd, want):
             sha.update(chunk)
+            if len(chunk) < want:
+                break
+            want = _HASH_CHUNK
     finally:
         os.close(fd)
     return sha.hexdigest()
@@ -105,7 +113,7 @@ def fingerprint(path: Path, info: os.stat_result | None = None) -> Fingerprint |
             return _tree_fingerprint(path)
     except OSError:
         return None
-    digest = _sha256_of(path) if info.st_size <= HASH_LIMIT else None
+    digest = _sha256_of(path, info.st_size) if info.st_size <= HASH_LIMIT else None
     return Fingerprint(path=path, size=info.st_size, mtime_ns=info.st_mtime_ns, sha256=digest)
 
 
@@ -129,22 +137,32 @@ def _tree_fingerprint(root: Path) -> Fingerprint:
     return Fingerprint(path=root, size=size, mtime_ns=newest, sha256=listing.hexdigest())
 
 
+# The same as `json.dumps(key, sort_keys=True)`, without making an encoder for every process.
+_KEY_ENCODER = json.JSONEncoder(sort_keys=True)
+
+
+@functools.lru_cache(maxsize=256)
+def _executor_key(executor: ExecutorConfig) -> dict[str, object]:
+    """The executor's part of a cache key (read-only: it is shared by every key that uses it)."""
+    container = executor.container
+    return {
+        "type": executor.type.value,
+        "container": f"{container.runtime.value}:{container.image}" if container else None,
+        "modules": list(executor.modules),
+    }
+
+
 def step_key(process: Process, executor: ExecutorConfig) -> str:
     """The cache key of a process call, as JSON so a later run can say what changed."""
-    container = executor.container
     key = {
         "v": KEY_VERSION,
         "script": process.prepared.text,
-        "args": dict(sorted(process.args.items())),
-        "executor": {
-            "type": executor.type.value,
-            "container": f"{container.runtime.value}:{container.image}" if container else None,
-            "modules": list(executor.modules),
-        },
-        "inputs": {var: str(path) for var, path in sorted(process.inputs.items())},
-        "outputs": {var: str(rel) for var, rel in sorted(process.outputs.items())},
+        "args": dict(process.args),
+        "executor": _executor_key(executor),
+        "inputs": {var: str(path) for var, path in process.inputs.items()},
+        "outputs": {var: str(rel) for var, rel in process.outputs.items()},
     }
-    return json.dumps(key, sort_keys=True)
+    return _KEY_ENCODER.encode(key)  # sorts every level's keys
 
 
 def _first_difference(old: str, new: str) -> int:
@@ -508,5 +526,6 @@ def create_workflow(
         config=config_text,
         user=user,
         host=socket.gethostname(),
-        metadata={"project": project},
+        # The config file's path lets a rerun started from elsewhere (the UI) use it again.
+        metadata={"project": project, **({"config": str(config_path)} if config_path else {})},
     )

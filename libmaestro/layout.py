@@ -7,3 +7,4 @@ GRAPH_FILE = "graph.json"  # <session directory>/graph.json: the run's process g
 ABORT_FILE = (
     ".maestro-abort.json"  # <session directory>/: processes a user aborted before they start
 )
+ATTEMPTS_DIR = ".attempts"  # <session directory>/.attempts/: earlier attempts, kept
