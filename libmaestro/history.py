@@ -106,6 +106,8 @@ def fingerprint(path: Path, info: os.stat_result | None = None) -> Fingerprint |
     Raises:
         OSError: the file exists but cannot be read for its content hash.
     """
+    if not isinstance(path, Path):  # a RemotePath: its host is asked by the remote runner
+        return None
     try:
         if info is None:
             info = path.stat()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 
@@ -34,6 +34,9 @@ class JobSpec:
     env: Mapping[bytes, bytes]  # the complete environment of the job
     stdout: Path
     stderr: Path
+    # Only the variables maestro injects (inputs, outputs, args, MAESTRO_*): what a job on
+    # another host gets, where this machine's environment means nothing.
+    variables: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

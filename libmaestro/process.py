@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import overload
 
 from libmaestro.errors import ProcessDefinitionError
+from libmaestro.remote.paths import RemotePath
 
 PathValue = str | os.PathLike[str]
 
@@ -157,6 +158,8 @@ def prepare_script(source: str) -> PreparedScript:
 
 
 def _as_path(value: object, *, role: str, var: str, process: str) -> Path:
+    if isinstance(value, RemotePath) and role == "input":
+        return value  # type: ignore[return-value]  # a file on another host, used as it is
     if isinstance(value, (str, os.PathLike)):
         text = os.fspath(value)
         if isinstance(text, str) and text and "\x00" not in text and "\n" not in text:
@@ -168,6 +171,10 @@ def _as_path(value: object, *, role: str, var: str, process: str) -> Path:
         f"process {process!r}: {role} {var!r} must be one path (a str or pathlib.Path without "
         f"newlines), got {type(value).__name__} {value!r}{hint}"
     )
+
+
+def _absolute(path: Path) -> Path:
+    return path if isinstance(path, RemotePath) else path.absolute()
 
 
 @dataclass(frozen=True, slots=True, init=False)
@@ -206,9 +213,9 @@ class Process:
                 f"process {name!r}: script must be a string with the bash code to run"
             )
         checked_inputs = {
-            validate_variable(k, role="input", process=name): _as_path(
-                v, role="input", var=k, process=name
-            ).absolute()
+            validate_variable(k, role="input", process=name): _absolute(
+                _as_path(v, role="input", var=k, process=name)
+            )
             for k, v in dict(inputs or {}).items()
         }
         checked_outputs: dict[str, Path] = {}
@@ -250,6 +257,11 @@ class Process:
         object.__setattr__(self, "outputs", checked_outputs)
         object.__setattr__(self, "args", checked_args)
         object.__setattr__(self, "dependencies", tuple(dependencies))
+
+    @property
+    def has_remote_inputs(self) -> bool:
+        """True if an input is a file on another host (an SSH process's output)."""
+        return any(isinstance(p, RemotePath) for p in self.inputs.values())
 
     @property
     def prepared(self) -> PreparedScript:

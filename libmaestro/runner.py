@@ -18,6 +18,7 @@ import json
 import os
 import signal
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 from libmaestro._fs import tail_lines, write_new_file
@@ -133,17 +134,25 @@ def _command(
 
 
 def _variables(
-    session: Session, process: Process, workdir: Path, staged: dict[str, Path]
+    session: Session,
+    process: Process,
+    workdir: Path,
+    staged: dict[str, Path],
+    outputs: Mapping[str, Path] | None = None,
 ) -> dict[str, str]:
-    """The variables maestro injects into the script: its own, the inputs, outputs and args."""
-    where = str(workdir)
+    """The variables maestro injects into the script: its own, the inputs, outputs and args.
+
+    `outputs` are the outputs' paths in `workdir` when the caller has them already.
+    """
+    if outputs is None:
+        outputs = {var: workdir / rel for var, rel in process.outputs.items()}
     ours: dict[str, str] = {
         "MAESTRO_SESSION": session.name,
         "MAESTRO_PROCESS": process.name,
-        "MAESTRO_WORKDIR": where,
+        "MAESTRO_WORKDIR": str(workdir),
     }
     ours.update({var: str(path) for var, path in staged.items()})
-    ours.update({var: str(workdir / rel) for var, rel in process.outputs.items()})
+    ours.update({var: str(path) for var, path in outputs.items()})
     ours.update(process.args)
     return ours
 
@@ -267,6 +276,13 @@ def _not_started(process: Process, session: Session) -> ProcessInterruptedError:
     )
 
 
+def _mark_running(session: Session, step_id: int | None, started: ProcessEvent) -> None:
+    """Record in the run history that the step runs, and tell the listeners (STARTED)."""
+    if session.history is not None and step_id is not None:
+        session.history.running(step_id)
+    session.emit(started)
+
+
 def _execute(
     spec: JobSpec,
     backend: Backend,
@@ -289,15 +305,15 @@ def _execute(
     if session.abort_requested(process.name):  # `maestro abort` while it waited for the slot
         session.scheduler.release(executor)
         raise _aborted(process, session)
-    if session.history is not None and step_id is not None:
-        session.history.running(step_id)
+    history = session.history
     try:
-        session.emit(
-            ProcessEvent(
-                EventKind.STARTED, process.name, name, workdir, time.time(),
-                inputs=tuple(process.inputs.values()),
-                reason=decision.text if decision else "",
-            )
+        # Recorded and shown once the job is under way: the bookkeeping then overlaps the
+        # job's own start instead of delaying it. A job that cannot start is still shown
+        # starting, then failing.
+        started = ProcessEvent(
+            EventKind.STARTED, process.name, name, workdir, time.time(),
+            inputs=tuple(process.inputs.values()),
+            reason=decision.text if decision else "",
         )  # fmt: skip
         try:
             handle = backend.start(spec)
@@ -313,6 +329,7 @@ def _execute(
                 process=process.name,
                 workdir=workdir,
             )
+            _mark_running(session, step_id, started)
             session.emit(
                 ProcessEvent(
                     EventKind.FAILED, process.name, name, workdir, time.time(), error=start_error
@@ -326,20 +343,21 @@ def _execute(
                 process=process.name,
                 workdir=workdir,
             )
+            _mark_running(session, step_id, started)
             session.emit(
                 ProcessEvent(
                     EventKind.FAILED, process.name, name, workdir, time.time(), error=submit_error
                 )
             )
             raise submit_error from None
-        history = session.history
+        if not session.track(handle, backend):
+            backend.cancel([handle])  # stop() ran between our check and the start
+        _mark_running(session, step_id, started)
         if history is not None and step_id is not None and executor.type is ExecutorType.SLURM:
             # The job id is in the store as soon as it exists, so a run killed with SIGKILL
             # still leaves `maestro kill` (and a person) the ids to scancel. Local jobs die
             # with their orchestrator and need no such record.
             history.submitted(step_id, handle.backend_id)
-        if not session.track(handle, backend):
-            backend.cancel([handle])  # stop() ran between our check and the start
         result = _wait(backend, handle, session, process, workdir, name)
         return handle, result
     finally:
@@ -382,16 +400,16 @@ def _fresh_workdir(session: Session, process: Process) -> Path:
 _ABSENT = frozenset({errno.ENOENT, errno.ENOTDIR, errno.EBADF, errno.ELOOP})
 
 
-def _stat_outputs(process: Process, workdir: Path) -> tuple[dict[str, os.stat_result], list[str]]:
-    """Each declared output's `os.stat`, and the variables of those that do not exist.
+def _stat_outputs(paths: Mapping[str, Path]) -> tuple[dict[str, os.stat_result], list[str]]:
+    """Each output's `os.stat` (by variable), and the variables of those that do not exist.
 
     One system call per output, whose result the run history reuses for the fingerprint.
     """
     found: dict[str, os.stat_result] = {}
     missing: list[str] = []
-    for var, rel in process.outputs.items():
+    for var, path in paths.items():
         try:
-            found[var] = (workdir / rel).stat()
+            found[var] = path.stat()
         except OSError as exc:
             if exc.errno not in _ABSENT:
                 raise
@@ -407,10 +425,12 @@ def _verify(
     session: Session,
     job: JobHandle,
     found: dict[str, os.stat_result] | None = None,
+    paths: Mapping[str, Path] | None = None,
 ) -> ProcessError | None:
     """The error the process's end means, or None when it succeeded with all its outputs.
 
-    `found` receives the `os.stat` of every output that exists (see `_stat_outputs`).
+    `found` receives the `os.stat` of every output that exists (see `_stat_outputs`); `paths`
+    are the outputs' paths when the caller has them already.
     """
     ended_badly = result.exit_code != 0 or result.state is not JobState.SUCCEEDED
     if ended_badly and session.stopping:
@@ -429,7 +449,9 @@ def _verify(
             workdir=workdir,
             exit_code=result.exit_code,
         )
-    stats, absent = _stat_outputs(process, workdir)
+    if paths is None:
+        paths = {var: workdir / rel for var, rel in process.outputs.items()}
+    stats, absent = _stat_outputs(paths)
     if found is not None:
         found.update(stats)
     missing = tuple(absent)
@@ -464,6 +486,13 @@ def run_process(process: Process, *, executor: ExecutorConfig, session: Session)
         ProcessError: the script failed or did not write every declared output.
         ProcessInterruptedError: the session is stopping (Ctrl-C, SIGTERM, abort).
     """
+    if executor.ssh is not None or process.has_remote_inputs:
+        # Imported here: the SSH layer (asyncssh) is loaded only by workflows that use it.
+        from libmaestro.remote.run import localize_inputs, run_remote_process
+
+        if executor.ssh is not None:
+            return run_remote_process(process, executor=executor, session=session)
+        process = localize_inputs(process, session)
     name = executor.name
     if session.stopping:
         raise _not_started(process, session)
@@ -495,7 +524,9 @@ def run_process(process: Process, *, executor: ExecutorConfig, session: Session)
             (workdir / rel).parent.mkdir(parents=True, exist_ok=True)
     script = workdir / SCRIPT_FILE
     write_new_file(script, process.prepared.text, mode=0o755)
-    variables = _variables(session, process, workdir, staged)
+    outputs = _outputs(process, workdir)  # returned once verified; the paths are needed before
+    paths = outputs.as_dict()
+    variables = _variables(session, process, workdir, staged, paths)
     spec = JobSpec(
         session=session.name,
         process=process.name,
@@ -523,7 +554,7 @@ def run_process(process: Process, *, executor: ExecutorConfig, session: Session)
         # Without run history (a plain script) this file is the only record of how it ended.
         _record(workdir, session=session, process=process, executor=name, result=result)
     output_stats: dict[str, os.stat_result] = {}
-    error = _verify(process, name, workdir, result, session, handle, output_stats)
+    error = _verify(process, name, workdir, result, session, handle, output_stats, paths)
     if error is not None:
         if history and step_id is not None:
             if isinstance(error, ProcessInterruptedError):
@@ -539,10 +570,9 @@ def run_process(process: Process, *, executor: ExecutorConfig, session: Session)
             ProcessEvent(kind, process.name, name, workdir, time.time(), result, error, spec.stderr)
         )
         raise error
-    outputs = _outputs(process, workdir)
     if history and step_id is not None:
         # SUCCEEDED is recorded with the verified outputs' fingerprints, in one transaction.
-        history.succeeded(step_id, process, outputs.as_dict(), result, stats=output_stats)
+        history.succeeded(step_id, process, paths, result, stats=output_stats)
     session.emit(
         ProcessEvent(EventKind.SUCCEEDED, process.name, name, workdir, time.time(), result)
     )

@@ -100,6 +100,7 @@ class Session:
         self._abort_seen: int | None = None
         self._abort_all = False
         self._abort_names: frozenset[str] = frozenset()
+        self._abort_path: tuple[Path | None, Path] = (None, Path(ABORT_FILE))
 
     @classmethod
     def create(
@@ -148,6 +149,16 @@ class Session:
         """Reserve a process's directory; a second process with the same name is an error."""
         return self.claim_new(process)[0]
 
+    def reserve(self, process: str) -> None:
+        """Register a process name without a local directory (a process on another host)."""
+        with self._lock:
+            if process in self._claimed:
+                raise ProcessDefinitionError(
+                    f"a process named {process!r} already ran in session {self.name!r}; "
+                    "give each process call a unique name"
+                )
+            self._claimed.add(process)
+
     def claim_new(self, process: str) -> tuple[Path, bool]:
         """Like `claim`, and also say whether the directory already existed (an earlier attempt).
 
@@ -172,9 +183,14 @@ class Session:
     def abort_requested(self, process: str) -> bool:
         """True if a user aborted `process` (or everything not started yet) in this session.
 
-        One stat per call: the request file is re-read only when it changed.
+        One system call per call while there is no request (an existence check, which unlike a
+        failing stat raises nothing); the request file is re-read only when it changed.
         """
-        path = self.directory / ABORT_FILE
+        if self._abort_path[0] is not self.directory:  # made once per session directory
+            self._abort_path = (self.directory, self.directory / ABORT_FILE)
+        path = self._abort_path[1]
+        if not os.access(path, os.F_OK):
+            return False
         try:
             mtime = path.stat().st_mtime_ns
         except OSError:

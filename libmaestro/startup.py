@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from libmaestro.analysis import ConfigReference, ReferenceKind
-from libmaestro.config.model import ExecutorType, ProjectConfig
+from libmaestro.config.model import ExecutorType, ProjectConfig, SshTarget
 from libmaestro.containers import runtime_problem
 
 PROJECT_MARKER = "[tool.maestro]"
@@ -117,6 +117,7 @@ def check_backends(
         return []
     problems: list[ReferenceProblem] = []
     checked: set[str] = set()
+    remote: dict[SshTarget, list[tuple[str, int | None]]] = {}
     for ref in references:
         found = config.executors.get(ref.name) if ref.kind is ReferenceKind.EXECUTOR else None
         if found is None or found.name in checked:
@@ -124,11 +125,7 @@ def check_backends(
         checked.add(found.name)
         line = config.lines.get(("executor", found.name), found.line)
         if found.ssh is not None:
-            message = (
-                f'executor "{found.name}" runs over SSH ({found.ssh.label}), which this version '
-                "reads from Maestro.toml but cannot run yet; remove `ssh` to run here"
-            )
-            problems.append(ReferenceProblem(config.path, line, None, message))
+            remote.setdefault(found.ssh, []).append((found.name, line))
         elif found.type is ExecutorType.SLURM:
             if shutil.which("sbatch") is None:
                 message = (
@@ -140,4 +137,14 @@ def check_backends(
             problem := runtime_problem(found.container, found.name)
         ):
             problems.append(ReferenceProblem(config.path, line, None, problem))
+    if remote:
+        # Every host is connected now, before anything runs (a login may ask on the terminal).
+        from libmaestro.remote.connection import hosts
+
+        for target, users in remote.items():
+            failure = hosts().connect_all([target])
+            if failure:
+                names = ", ".join(f'"{name}"' for name, _ in users)
+                message = f"executor {names}: {failure[0]}"
+                problems.append(ReferenceProblem(config.path, users[0][1], None, message))
     return problems

@@ -12,6 +12,15 @@ __all__ = ["Backend", "LocalBackend", "SlurmBackend", "backend_for"]
 
 def backend_for(config: ExecutorConfig) -> Backend:
     """The backend for an executor; the set is closed, so an explicit match, not a registry."""
+    if config.ssh is not None:
+        # Imported here: asyncssh is loaded only by workflows that use SSH.
+        from libmaestro.remote.backend import RemoteBackend
+        from libmaestro.remote.connection import hosts
+
+        host = hosts().get(config.ssh)
+        if config.type is ExecutorType.SLURM:
+            return SlurmBackend(config, host=host)
+        return RemoteBackend(config.name, host)
     match config.type:
         case ExecutorType.LOCAL:
             return LocalBackend(config.name)

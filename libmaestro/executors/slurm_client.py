@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import collections
 import os
+import shlex
 import subprocess
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
-from libmaestro.errors import SubmitError
+from libmaestro.errors import MaestroError, SubmitError
 
+REMOTE_ENV_FILE = ".maestro.env"  # the job's variables, sourced before sbatch over SSH
 # Seconds any one scheduler command may take; slurmctld answers in milliseconds when healthy.
 COMMAND_TIMEOUT = 60.0
 QUEUE_CHUNK = 2000  # job ids per squeue: about 16 KB of argument
@@ -38,18 +41,52 @@ class SlurmCommandError(Exception):
     """A status command could not be run or failed; the caller retries on its next poll."""
 
 
-class SlurmClient:
-    """Runs sbatch, squeue, sacct and scancel; safe to share between threads."""
+class RemoteShell(Protocol):
+    """Runs a shell command on another host (`libmaestro.remote.connection.Host`)."""
 
-    def __init__(self) -> None:
+    label: str
+
+    def run(self, command: str, *, stdin: str | None = None) -> RemoteAnswer: ...
+
+
+class RemoteAnswer(Protocol):
+    @property
+    def exit_status(self) -> int: ...
+    @property
+    def stdout(self) -> str: ...
+    @property
+    def stderr(self) -> str: ...
+
+
+class SlurmClient:
+    """Runs sbatch, squeue, sacct and scancel, here or on a login node over SSH; thread-safe.
+
+    Over SSH a job's environment cannot travel with the command; `submit` then sources the
+    job's `.maestro.env` (written next to the script) before sbatch, whose --export=ALL
+    passes it on.
+    """
+
+    def __init__(self, remote: RemoteShell | None = None) -> None:
         self.calls: collections.Counter[str] = collections.Counter()
         self._lock = threading.Lock()
+        self.remote = remote
 
     def _run(
         self, argv: list[str], *, env: Mapping[bytes, bytes] | None = None, cwd: Path | None = None
     ) -> subprocess.CompletedProcess[str]:
         with self._lock:
             self.calls[argv[0]] += 1
+        if self.remote is not None:
+            prefix = ""
+            if cwd is not None:
+                prefix = (
+                    f"cd {shlex.quote(str(cwd))} && set -a && . ./{REMOTE_ENV_FILE} && set +a && "
+                )
+            try:
+                done = self.remote.run(prefix + "LC_ALL=C " + shlex.join(argv))
+            except MaestroError as exc:  # the connection is gone for good
+                raise OSError(str(exc)) from None
+            return subprocess.CompletedProcess(argv, done.exit_status, done.stdout, done.stderr)
         return subprocess.run(
             argv,
             env=env,
@@ -75,6 +112,8 @@ class SlurmClient:
             raise SubmitError(
                 "sbatch is not on PATH; run on a Slurm login node or use a Local executor"
             ) from None
+        except OSError as exc:
+            raise SubmitError(f"sbatch could not be run: {exc}") from None
         except subprocess.TimeoutExpired:
             raise SubmitError(
                 f"sbatch did not answer within {COMMAND_TIMEOUT:.0f} s; is slurmctld up "
@@ -157,6 +196,8 @@ class SlurmClient:
             return self._run(argv, env={**os.environb, b"LC_ALL": b"C"})
         except FileNotFoundError:
             raise SlurmCommandError(f"{argv[0]} is not on PATH") from None
+        except OSError as exc:
+            raise SlurmCommandError(f"{argv[0]} could not be run: {exc}") from None
         except subprocess.TimeoutExpired:
             message = f"{argv[0]} did not answer within {COMMAND_TIMEOUT:.0f} s"
             raise SlurmCommandError(message) from None

@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -61,17 +61,25 @@ class _ExitRecord:
     ended_at: float
 
 
-def _read_exit_file(path: Path) -> _ExitRecord | None:
+def read_local_file(path: Path) -> str | None:
     try:
-        fields = path.read_text(encoding="utf-8").split()
-        return _ExitRecord(int(fields[0]), float(fields[1]), float(fields[2]))
-    except (OSError, ValueError, IndexError):
+        return path.read_text(encoding="utf-8")
+    except OSError:
         return None
 
 
-def _result(watched: _Watched, status: JobStatus | None, now: float) -> JobResult:
+def _parse_exit_file(text: str | None) -> _ExitRecord | None:
+    try:
+        fields = (text or "").split()
+        return _ExitRecord(int(fields[0]), float(fields[1]), float(fields[2]))
+    except (ValueError, IndexError):
+        return None
+
+
+def _result(
+    watched: _Watched, status: JobStatus | None, now: float, record: _ExitRecord | None
+) -> JobResult:
     """The JobResult a terminal status (or none at all: lost) means."""
-    record = _read_exit_file(watched.exit_file)
     started = record.started_at if record else watched.submitted_at
     ended = record.ended_at if record else now
     # Only a job that ran to its end has an exit code; a killed one's "0:15" is not status 0.
@@ -100,8 +108,10 @@ class SlurmMonitor:
         *,
         min_interval: float = MIN_INTERVAL,
         max_interval: float = DEFAULT_MAX_INTERVAL,
+        read_file: Callable[[Path], str | None] = read_local_file,
     ) -> None:
         self.client = client
+        self.read_file = read_file  # the exit files are on the submit host (maybe over SSH)
         self.min_interval = min_interval
         self.max_interval = max(max_interval, min_interval)
         self._watched: dict[str, _Watched] = {}
@@ -200,15 +210,16 @@ class SlurmMonitor:
                 changed |= status.state != item.last_state
                 item.last_state = status.state
                 continue
+            record = _parse_exit_file(self.read_file(item.exit_file))
             if (
                 status is not None
                 and status.state in _SUCCESS | {"FAILED"}
-                and not item.exit_file.exists()
+                and record is None
                 and item.exit_file_polls < EXIT_FILE_POLLS
             ):
                 item.exit_file_polls += 1  # ended, but its exit file is not visible yet
                 continue
-            item.result = _result(item, status, now)
+            item.result = _result(item, status, now, record)
             item.last_state = status.state if status else "LOST"
             item.done.set()
             changed = True
