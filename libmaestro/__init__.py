@@ -129,6 +129,8 @@ if typing.TYPE_CHECKING:
         list_caches,
     )
     from libmaestro.findings import BuildResult, Finding, Severity
+    from libmaestro.remote.paths import RemotePath
+    from libmaestro.remote.workspace import fetch, push
 
 # What `maestro build`, `maestro bundle`, the background runs and the UI's actions need, a
 # running workflow never does: those modules are imported on first use of one of these names,
@@ -152,6 +154,9 @@ _LAZY = {
             "clear_caches", "extract_archive", "list_caches",
         )
     },
+    "RemotePath": "libmaestro.remote.paths",
+    "fetch": "libmaestro.remote.workspace",
+    "push": "libmaestro.remote.workspace",
     **{
         name: "libmaestro.actions"
         for name in ("ActionPlan", "ActionRefused", "ActionRequest", "apply_action", "plan_action")
@@ -210,6 +215,7 @@ __all__ = [
     "ProcessInterruptedError",
     "ProcessOutputs",
     "Project",
+    "RemotePath",
     "Rollup",
     "RunOptions",
     "RunRecord",
@@ -240,6 +246,7 @@ __all__ = [
     "collapse_groups",
     "executor",
     "extract_archive",
+    "fetch",
     "find_kill_targets",
     "find_project",
     "find_run_graph",
@@ -254,6 +261,7 @@ __all__ = [
     "parallelize",
     "plan_action",
     "process",
+    "push",
     "raise_failures",
     "rollup_of",
     "run_is_alive",

@@ -13,11 +13,12 @@ start_backends() {
     if [ "$(id -u)" -ne 0 ]; then
         if sudo -n true 2>/dev/null; then run=(sudo -n); else return 1; fi
     fi
-    echo "== backends (Slurm, Podman, Docker)"
+    echo "== backends (Slurm, Podman, Docker, sshd)"
     "${run[@]}" scripts/backends/slurm-start.sh || return 1
     local exports
     exports=$("${run[@]}" scripts/backends/containers-start.sh) || return 1
     eval "$exports"
+    "${run[@]}" scripts/backends/sshd-start.sh || return 1
 }
 if [ "${MAESTRO_TEST_BACKENDS:-1}" = 1 ] && ! start_backends; then
     echo "== backends: not all started (they need root or passwordless sudo); the Slurm and" \
