@@ -32,6 +32,7 @@ import psutil
 
 from libmaestro._fs import atomic_write_text
 from libmaestro._proctree import same_process
+from libmaestro.containers import remove_session_containers
 from libmaestro.errors import EXIT_USAGE, MaestroError
 from libmaestro.executors.slurm import slurm_client
 from libmaestro.layout import WORK_DIR_NAME
@@ -249,6 +250,7 @@ class KillResult:
     session: str | None = None
     state: str = ""  # the run's final state in the store, if there is a run
     pid_file: Path | None = None  # the PID file that was removed, if any
+    containers: tuple[str, ...] = ()  # ids of the session's Podman/Docker containers removed
 
 
 @dataclass(frozen=True, slots=True)
@@ -338,7 +340,9 @@ def kill_run(
     """Stop a run and every process it started; record it aborted. Idempotent.
 
     Without `force` the orchestrator gets SIGTERM, on which it stops its job trees and records
-    the run aborted; whatever of its tree is left after `timeout` seconds gets SIGKILL.
+    the run aborted; whatever of its tree is left after `timeout` seconds gets SIGKILL. Then the
+    session's Podman/Docker containers, which live outside the tree (under conmon or dockerd)
+    and outlive a SIGKILLed launcher, are removed by their `maestro.session` label.
 
     Raises:
         KillError: the run was recorded on another host.
@@ -363,17 +367,24 @@ def kill_run(
     proc = same_process(pid, start_time) if start_time is not None else None
     if proc is None:  # gone (or its PID reused) without a final state
         cancel_recorded_jobs(store, run)
+        containers = _remove_containers(session)
         store.mark_interrupted_runs(run_is_alive)
         state = store.run(run.id).state.value
-        return KillResult(KillOutcome.ALREADY_ENDED, pid, session, state, removed)
+        return KillResult(KillOutcome.ALREADY_ENDED, pid, session, state, removed, containers)
     outcome = _stop_tree(proc, force=force, timeout=timeout)
     # The orchestrator scancels its jobs on SIGTERM; after a SIGKILL (--force, or a run that
     # did not stop in time) the ids recorded for its unfinished steps are cancelled here.
     cancel_recorded_jobs(store, run)
+    containers = _remove_containers(session)
     current = store.run(run.id)
     if current.state is RunState.RUNNING:
         current = store.finish_run(run.id, RunState.ABORTED)
-    return KillResult(outcome, pid, session, current.state.value, removed)
+    return KillResult(outcome, pid, session, current.state.value, removed, containers)
+
+
+def _remove_containers(session: str | None) -> tuple[str, ...]:
+    """Remove the session's containers left running (a SIGKILLed launcher cannot)."""
+    return tuple(remove_session_containers(session)) if session else ()
 
 
 def cancel_recorded_jobs(store: SqliteStateStore, run: RunRecord) -> list[str]:

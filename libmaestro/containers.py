@@ -10,6 +10,11 @@ the container running (its init, PID 1, ignores SIGTERM). So the command is a sm
 launcher that starts the client in the background and, on SIGTERM/SIGINT/SIGHUP (an abort,
 Ctrl-C, `maestro kill`, Slurm's scancel), removes the container by name before it exits. The
 same launcher reports a missing runtime with the command that fixes it.
+
+A SIGKILL of the orchestrator (`maestro kill --force`) never reaches that trap, and the
+container lives under conmon or dockerd, outside the run's process tree. So every Podman and
+Docker container carries the label `maestro.session=<session>`, and `remove_session_containers`
+(called by `maestro kill` once the tree is stopped) removes whatever still has it.
 """
 
 from __future__ import annotations
@@ -55,6 +60,8 @@ _INSTALL_HINTS = {
     ContainerRuntime.APPTAINER: "install it (https://apptainer.org/docs/admin/main/installation.html)"
     " or load its module",
 }
+SESSION_LABEL = "maestro.session"  # podman/docker label: the session that started the container
+_ENGINES = (("podman", ContainerRuntime.PODMAN), ("docker", ContainerRuntime.DOCKER))
 _NAME_UNSAFE = re.compile(r"[^a-zA-Z0-9_.-]+")
 # An Apptainer image named by a URI is fetched by apptainer itself; only a file can be checked.
 _URI = re.compile(r"^[a-z]+://")
@@ -72,6 +79,11 @@ def container_name(session: str, process: str) -> str:
     return f"maestro-{session}-{safe}-{secrets.token_hex(3)}"
 
 
+def session_of_container(name: str) -> str:
+    """The session in a name made by `container_name` (session names have no hyphen)."""
+    return name.removeprefix("maestro-").split("-", 1)[0]
+
+
 def container_command(
     container: Container,
     *,
@@ -79,8 +91,13 @@ def container_command(
     workdir: Path,
     command: Sequence[str],
     env_names: Iterable[str],
+    session: str | None = None,
 ) -> list[str]:
-    """The argv that runs `command` inside `container` with `workdir` bound at the same path."""
+    """The argv that runs `command` inside `container` with `workdir` bound at the same path.
+
+    `session` labels a Podman/Docker container (`maestro.session=...`) so that `maestro kill`
+    finds it; by default it is taken from `name`, as `container_name` made it.
+    """
     binary = runtime_binary(container.runtime)
     where = str(workdir)
     match container.runtime:
@@ -88,12 +105,17 @@ def container_command(
             # Apptainer passes the whole host environment by default and runs as the user.
             args = ["exec", "--bind", f"{where}:{where}", "--pwd", where, container.image]
         case ContainerRuntime.PODMAN | ContainerRuntime.DOCKER:
-            args = ["run", "--rm", "--name", name, "--network=host", "--volume", f"{where}:{where}",
-                    "--workdir", where]  # fmt: skip
+            label = f"{SESSION_LABEL}={session or session_of_container(name)}"
+            args = ["run", "--rm", "--name", name, "--label", label, "--network=host",
+                    "--volume", f"{where}:{where}", "--workdir", where]  # fmt: skip
             if container.runtime is ContainerRuntime.DOCKER:
                 # Docker's daemon runs as root: without this, the outputs would belong to root
                 # and the user could not delete them. (Rootless Podman maps the user itself.)
                 args += ["--user", f"{os.getuid()}:{os.getgid()}"]
+            # With --user, Docker leaves HOME at /, which the user cannot write to; tools that
+            # keep a cache or config in HOME get the working directory instead. A variable of
+            # the process named HOME, passed below, still wins.
+            args += ["--env", f"HOME={where}"]
             for var in env_names:
                 args += ["--env", var]
             args.append(container.image)
@@ -143,3 +165,28 @@ def runtime_problem(container: Container, executor: str) -> str | None:
         f'executor "{executor}": the image {image} is not in {binary}\'s local images; fetch it '
         f"with `{binary} pull {image}` (or build it) and run again"
     )
+
+
+def remove_session_containers(session: str) -> list[str]:
+    """Remove every Podman and Docker container labelled with `session`; returns their ids.
+
+    Each runtime found on PATH is asked; one that fails (no daemon, say) is passed over.
+    """
+    removed: list[str] = []
+    for binary, runtime in _ENGINES:
+        if shutil.which(binary) is None:
+            continue
+        listing = [binary, "ps", "-aq", "--filter", f"label={SESSION_LABEL}={session}"]
+        try:
+            found = subprocess.run(listing, capture_output=True, text=True, timeout=60, check=False)
+            ids = found.stdout.split() if found.returncode == 0 else []
+            if not ids:
+                continue
+            force = ["rm", "-f", "-t", "0"] if runtime is ContainerRuntime.PODMAN else ["rm", "-f"]
+            subprocess.run(
+                [binary, *force, *ids], capture_output=True, text=True, timeout=120, check=False
+            )
+        except (OSError, subprocess.TimeoutExpired):
+            continue
+        removed += ids
+    return removed

@@ -8,6 +8,7 @@ whichever way it is started, and the CLI stays a thin shell around it.
 from __future__ import annotations
 
 import os
+import posixpath
 import signal
 import subprocess
 import sys
@@ -39,13 +40,16 @@ class ProjectSettings:
     shellcheck_exclude: frozenset[int] = frozenset()
     # CPUs local processes may use at once; None means the machine's CPU count.
     max_parallel: int | None = None
+    # What `maestro bundle` ships next to the program: paths relative to the project root.
+    # None means not declared (then `data/`, if it exists).
+    data: tuple[str, ...] | None = None
 
 
 _SEVERITIES = ("style", "info", "warning", "error")
 
 
 def _settings(pyproject: Path, tool: dict[str, Any]) -> ProjectSettings:
-    known = {"entry", "shellcheck_severity", "shellcheck_exclude", "max_parallel"}
+    known = {"entry", "shellcheck_severity", "shellcheck_exclude", "max_parallel", "data"}
     unknown = sorted(set(tool) - known)
     if unknown:
         raise ProjectSettingsError(
@@ -81,7 +85,33 @@ def _settings(pyproject: Path, tool: dict[str, Any]) -> ProjectSettings:
             f"{pyproject}: [tool.maestro] max_parallel must be a positive integer like 4, "
             f"got {max_parallel!r}"
         )
-    return ProjectSettings(entry, severity, frozenset(codes), max_parallel)
+    return ProjectSettings(entry, severity, frozenset(codes), max_parallel, _data(pyproject, tool))
+
+
+def _inside(path: str) -> bool:
+    """True if the relative `path` names something below the directory it is relative to."""
+    normal = posixpath.normpath(path.replace("\\", "/"))
+    return not path.startswith("/") and normal != "." and normal.split("/")[0] != ".."
+
+
+def _data(pyproject: Path, tool: dict[str, Any]) -> tuple[str, ...] | None:
+    """`data`: a list of paths inside the project, written relative to its root."""
+    declared = tool.get("data")
+    if declared is None:
+        return None
+    problem = None
+    if not isinstance(declared, list) or not all(isinstance(d, str) and d for d in declared):
+        problem = f'must be a list of paths like ["data"], got {declared!r}'
+    else:
+        outside = [d for d in declared if not _inside(d)]
+        if outside:
+            problem = (
+                "must list paths inside the project, relative to its directory, not "
+                + ", ".join(repr(d) for d in outside)
+            )
+    if problem:
+        raise ProjectSettingsError(f"{pyproject}: [tool.maestro] data {problem}")
+    return tuple(declared)
 
 
 @dataclass(frozen=True, slots=True)

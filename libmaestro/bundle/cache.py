@@ -11,6 +11,11 @@ The venv does not get its own copy of libmaestro: a `.pth` file adds the site-pa
 environment maestro runs from, so the bundle freezes exactly the libmaestro that made it, with
 no download and no build of it. The key changes with the maestro version, so an upgrade gets a
 fresh environment; `maestro update-cache --clear` removes them all.
+
+That link ties the environment to the maestro installation that made it: ready.json records it
+(`sys.prefix` and the linked site-packages), and an environment made by another installation,
+or whose linked directories are gone, is not ready: it is made again, and PyInstaller's
+analyses, which name the other installation's files, are dropped.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from libmaestro.errors import MaestroError
 CACHE_ENV_VAR = "MAESTRO_CACHE"
 PYINSTALLER_REQUIREMENT = "pyinstaller>=6.0"
 READY_FILE = "ready.json"
+HOST_PTH = "maestro-host.pth"
 
 
 class BundleError(MaestroError):
@@ -83,22 +89,44 @@ class BuildCache:
         return self.directory / "deps" / digest
 
     @property
-    def ready(self) -> dict[str, object] | None:
+    def recorded(self) -> dict[str, object] | None:
+        """ready.json as written, whether or not it still holds (None if absent or unreadable)."""
         try:
             data = json.loads((self.directory / READY_FILE).read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return None
-        return data if isinstance(data, dict) and self.python.exists() else None
+        return data if isinstance(data, dict) else None
+
+    @property
+    def ready(self) -> dict[str, object] | None:
+        """ready.json, if the environment is complete and made for this maestro installation."""
+        data = self.recorded
+        if data is None or not self.python.exists():
+            return None
+        host = data.get("host")
+        if not isinstance(host, dict) or host.get("prefix") != sys.prefix:
+            return None  # made by another installation (or before the host was recorded)
+        linked, pth = host.get("site_packages"), host.get("pth")
+        if not isinstance(linked, list) or not isinstance(pth, str) or not Path(pth).is_file():
+            return None
+        if not all(isinstance(path, str) and Path(path).is_dir() for path in linked):
+            return None  # the linked environment was deleted or moved
+        return data
 
     def ensure(self, *, log: list[str] | None = None) -> bool:
         """Prepare the environment unless it is ready; True if it had to be prepared."""
         if self.ready is not None:
             return False
         started = time.monotonic()
+        if self.recorded is not None:
+            # Made for another installation, or broken since: PyInstaller's analyses name the
+            # files it froze then, which may be another installation's.
+            (self.directory / READY_FILE).unlink(missing_ok=True)
+            shutil.rmtree(self.directory / "work", ignore_errors=True)
         shutil.rmtree(self.venv, ignore_errors=True)
         self.directory.mkdir(parents=True, exist_ok=True)
         _run([sys.executable, "-m", "venv", str(self.venv)], "create the build venv", log)
-        _link_host_packages(self.venv)
+        pth, linked = _link_host_packages(self.venv)
         _run(
             [str(self.python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
              PYINSTALLER_REQUIREMENT],
@@ -114,6 +142,7 @@ class BuildCache:
             "python": platform.python_version(),
             "platform": platform_tag(),
             "pyinstaller": version,
+            "host": {"prefix": sys.prefix, "site_packages": linked, "pth": str(pth)},
             "prepared_at": time.time(),
             "seconds": round(time.monotonic() - started, 1),
         }
@@ -130,15 +159,19 @@ def _host_site_packages() -> list[str]:
     return [p for p in dict.fromkeys(found) if Path(p).is_dir()]
 
 
-def _link_host_packages(venv: Path) -> None:
+def _link_host_packages(venv: Path) -> tuple[Path, list[str]]:
+    """Make the venv see this maestro's site-packages; returns the .pth file and what it adds."""
     query = "import sysconfig; print(sysconfig.get_paths()['purelib'])"
     purelib = subprocess.run(
         [str(venv / "bin" / "python"), "-c", query], capture_output=True, text=True, check=True
     ).stdout.strip()
     # `site.addsitedir` (not a bare path line) so the host's own .pth files, such as an editable
     # install's, are processed too.
-    lines = [f"import site; site.addsitedir({path!r})" for path in _host_site_packages()]
-    Path(purelib, "maestro-host.pth").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    linked = _host_site_packages()
+    lines = [f"import site; site.addsitedir({path!r})" for path in linked]
+    pth = Path(purelib, HOST_PTH)
+    pth.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return pth, linked
 
 
 def _run(argv: list[str], what: str, log: list[str] | None) -> None:
@@ -160,7 +193,11 @@ def clear_caches() -> list[Path]:
 
 
 def list_caches() -> list[tuple[Path, dict[str, object] | None, int]]:
-    """Every build environment: its directory, its ready.json (None if unfinished), its size."""
+    """Every build environment: its directory, its ready.json (None if unfinished), its size.
+
+    One made by another maestro installation is listed with its ready.json, though `ensure`
+    would make it again for this one.
+    """
     base = cache_root() / "bundle"
     found = []
     for path in sorted(base.iterdir()) if base.is_dir() else []:
@@ -168,5 +205,6 @@ def list_caches() -> list[tuple[Path, dict[str, object] | None, int]]:
             size = sum(
                 f.stat().st_size for f in path.rglob("*") if f.is_file() and not f.is_symlink()
             )
-            found.append((path, BuildCache(path).ready, size))
+            cache = BuildCache(path)
+            found.append((path, cache.recorded if cache.python.exists() else None, size))
     return found

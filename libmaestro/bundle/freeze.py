@@ -11,25 +11,31 @@
 PyInstaller runs in the per-user build cache (see `libmaestro.bundle.cache`) and keeps its
 analysis there per project, so a second bundle is much faster than the first. It cannot
 cross-compile: a bundle runs on the operating system and CPU architecture it was made on.
+
+The folder is laid out beside its final place (`dist/.<name>.partial`) and renamed into place
+when complete, so an earlier bundle stays whole until the new one replaces it.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import platform
+import posixpath
 import re
 import shutil
 import subprocess
 import time
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from libmaestro._fs import atomic_write_text
 from libmaestro._version import __version__
 from libmaestro.analysis import find_references, project_modules
-from libmaestro.analysis.sites import find_sites
+from libmaestro.analysis.sites import ProcessSite, find_sites
 from libmaestro.build import build_project
 from libmaestro.bundle.archive import Compression, write_archive
 from libmaestro.bundle.cache import BuildCache, BundleError, platform_tag
@@ -41,6 +47,11 @@ from libmaestro.project import Project
 
 MARKER_FILE = ".maestro-bundle.json"  # marks a dist folder as maestro's, safe to replace
 DEFAULT_DATA_DIRS = ("data",)
+# What a bundled program never runs: the web UI and the bundling code itself, and the libraries
+# only they use (zstandard alone is a third of a bundle's size).
+EXCLUDED_MODULES = (
+    "libmaestro.ui", "libmaestro.bundle", "starlette", "uvicorn", "jinja2", "zstandard",
+)  # fmt: skip
 # Machine names that mean the same architecture.
 _ARCH_ALIASES = {"amd64": "x86_64", "x64": "x86_64", "arm64": "aarch64"}
 
@@ -92,34 +103,80 @@ def _project_table(root: Path) -> dict[str, object]:
     return table if isinstance(table, dict) else {}
 
 
-def _data_dirs(root: Path) -> list[Path]:
-    tool = _pyproject(root).get("tool", {})
-    maestro = tool.get("maestro", {}) if isinstance(tool, dict) else {}
-    declared = maestro.get("data") if isinstance(maestro, dict) else None
+def _data_paths(project: Project) -> list[tuple[Path, PurePosixPath]]:
+    """(source, place in the bundle) of the data to ship: [tool.maestro] data, else data/."""
+    root = project.root
+    declared = project.settings.data  # validated by libmaestro.project: relative, inside root
     if declared is None:
-        return [root / d for d in DEFAULT_DATA_DIRS if (root / d).exists()]
-    if not isinstance(declared, list) or not all(isinstance(d, str) for d in declared):
-        raise BundleUsageError(
-            f'{root / "pyproject.toml"}: [tool.maestro] data must be a list of paths like ["data"]'
-        )
+        declared = tuple(d for d in DEFAULT_DATA_DIRS if (root / d).exists())
     missing = [d for d in declared if not (root / d).exists()]
     if missing:
         raise BundleUsageError(
-            f"[tool.maestro] data lists {', '.join(missing)}, which does not exist in {root}"
+            f"[tool.maestro] data lists {', '.join(missing)}, which does not exist in {root}; "
+            "fix the list in pyproject.toml or create it"
         )
-    return [root / d for d in declared]
+    return [(root / d, PurePosixPath(posixpath.normpath(d))) for d in declared]
 
 
-def _replace_dist(directory: Path) -> None:
-    """Remove an earlier bundle at `directory`; anything else there is refused, not deleted."""
-    if not directory.exists():
-        return
-    if not (directory / MARKER_FILE).is_file():
+def _check_replaceable(directory: Path) -> None:
+    """Refuse to replace `directory` unless it is absent or an earlier bundle of maestro's."""
+    if (directory.exists() or directory.is_symlink()) and not (directory / MARKER_FILE).is_file():
         raise BundleUsageError(
             f"{directory} exists and is not a bundle made by maestro; move it away or choose "
             "another place with --out"
         )
-    shutil.rmtree(directory)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    elif path.exists() or path.is_symlink():
+        path.unlink()
+
+
+def _reason(exc: OSError) -> str:
+    """What went wrong, in a few words: the first failure of a copy, or the OS's message."""
+    if isinstance(exc, shutil.Error) and exc.args and isinstance(exc.args[0], list):
+        source, _, why = exc.args[0][0]
+        return f"{source} could not be copied ({why})"
+    if exc.strerror and exc.filename:
+        return f"{exc.filename}: {exc.strerror}"
+    return str(exc) or type(exc).__name__
+
+
+def _lay_out(target: Path, fill: Callable[[Path], None]) -> None:
+    """Make the bundle folder `target` with `fill`, replacing an earlier bundle only when done.
+
+    `fill` writes into a sibling, `.<name>.partial`, which is renamed to `target` once
+    complete: a failure leaves the earlier bundle (or nothing) in place, never a half-made
+    folder. An earlier bundle is replaced only if it carries the marker.
+
+    Raises:
+        BundleUsageError: `target` exists and is not a bundle made by maestro.
+        BundleError: the folder could not be written (disk full, unreadable data, ...).
+    """
+    partial = target.with_name(f".{target.name}.partial")
+    old = target.with_name(f".{target.name}.old")
+    try:
+        _check_replaceable(target)
+        for leftover in (partial, old):  # of a bundle that was interrupted
+            _remove(leftover)
+        partial.mkdir(parents=True)
+        fill(partial)
+        _check_replaceable(target)  # it may have appeared meanwhile
+        if target.exists() or target.is_symlink():
+            target.rename(old)
+        try:
+            partial.rename(target)
+        except OSError:
+            if old.exists():
+                old.rename(target)
+            raise
+        shutil.rmtree(old, ignore_errors=True)
+    except OSError as exc:  # shutil.Error too
+        raise BundleError(f"could not write the bundle {target}: {_reason(exc)}") from None
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
 
 
 def _install_project_deps(cache: BuildCache, project: Project) -> Path | None:
@@ -175,10 +232,47 @@ def _bundle_info(project: Project, build: BuildResult, name: str, version: str) 
     )
 
 
-def _script_files(project: Project) -> list[Path]:
-    """Scripts of `inline=False` processes: embedded at their place relative to the project."""
-    modules = project_modules(project.entry, root=project.root).modules
-    return sorted({s.script_file for s in find_sites(modules) if s.script_file is not None})
+def _script_place(site: ProcessSite, script: Path, *, root: Path, entry: Path) -> str:
+    """The folder, inside the bundle, for the script file of an `inline=False` process.
+
+    The bundled program reads it relative to its calling module's file name there (see
+    `libmaestro.api`): PyInstaller names the entry module by its base name alone, at the top of
+    the bundle, and every other module by its package path, which is relative to the project.
+
+    Raises:
+        BundleError: the script is outside the project, or where the bundle cannot hold it.
+    """
+    where = site.key(root)
+    if not Path(os.path.normpath(script)).is_relative_to(root):
+        raise BundleError(
+            f"{where}: the inline=False script {script} is outside the project {root}, so it "
+            "cannot be bundled; move it into the project, next to the module that uses it"
+        )
+    module_dir = site.file.parent
+    is_entry = site.file == entry
+    base = PurePosixPath() if is_entry else PurePosixPath(module_dir.relative_to(root).as_posix())
+    relative = Path(os.path.relpath(script, module_dir)).as_posix()  # as written in the call
+    placed = posixpath.normpath(f"{base}/{relative}")
+    if placed.split("/")[0] == "..":
+        raise BundleError(
+            f"{where}: the inline=False script {script} is outside the entry module's "
+            f"directory {module_dir}, so the bundled program could not find it; move it there"
+        )
+    return posixpath.dirname(placed) or "."
+
+
+def _script_files(project: Project) -> list[tuple[Path, str]]:
+    """(script, folder in the bundle) for each `inline=False` process's script file."""
+    root = project.root
+    entry = project.entry.resolve()
+    modules = project_modules(project.entry, root=root).modules
+    return sorted(
+        {
+            (site.script_file, _script_place(site, site.script_file, root=root, entry=entry))
+            for site in find_sites(modules)
+            if site.script_file is not None
+        }
+    )
 
 
 def bundle_project(
@@ -206,6 +300,9 @@ def bundle_project(
     version = str(_project_table(root).get("version", "0.0.0"))
     dist = (out or root / "dist").resolve()
     target = dist / name
+    # Refused before anything runs: another folder in the way, declared data that is missing.
+    _check_replaceable(target)
+    data = _data_paths(project)
 
     build = build_project(project)
     if build.failed():
@@ -214,6 +311,7 @@ def bundle_project(
         raise BundleError(
             f"`maestro build` found {len(errors)} error(s); fix them before bundling:\n{listed}"
         )
+    scripts = _script_files(project)
 
     cache = BuildCache.current()
     prepared = cache.ensure(log=log)
@@ -236,16 +334,16 @@ def bundle_project(
         "--distpath", str(work / "dist"), "--workpath", str(work / "build"),
         "--specpath", str(work),
         "--paths", str(root),
-        # libmaestro imports some modules lazily, by name; take all of it, except what only
-        # makes bundles (zstandard alone is a third of a bundle's size).
-        "--collect-submodules", "libmaestro", "--exclude-module", "zstandard",
+        # libmaestro imports some modules lazily, by name: take all of it, but for what only
+        # makes bundles or serves the UI (EXCLUDED_MODULES).
+        "--collect-submodules", "libmaestro",
+        *(arg for module in EXCLUDED_MODULES for arg in ("--exclude-module", module)),
         "--add-data", f"{staging / BUNDLE_DATA_DIR}:{BUNDLE_DATA_DIR}",
     ]  # fmt: skip
     if deps is not None:
         argv += ["--paths", str(deps)]
-    for script in _script_files(project):
-        relative = script.relative_to(root).parent
-        argv += ["--add-data", f"{script}:{relative.as_posix() or '.'}"]
+    for script, folder in scripts:
+        argv += ["--add-data", f"{script}:{folder}"]
     argv.append(str(project.entry))
     if log is not None:
         log.append(" ".join(argv))
@@ -256,28 +354,7 @@ def bundle_project(
         tail = "\n".join((done.stderr or done.stdout).strip().splitlines()[-15:])
         raise BundleError(f"PyInstaller failed to freeze {project.entry}:\n{tail}")
 
-    _replace_dist(target)
-    target.mkdir(parents=True)
     built = work / "dist" / name
-    if onefile:
-        shutil.copy2(built, target / name)
-    else:
-        shutil.copytree(built, target, dirs_exist_ok=True, symlinks=True)
-    config = root / "Maestro.toml"
-    if config.is_file():
-        shutil.copy2(config, target / "Maestro.toml")
-    if build.procinfo is not None and build.procinfo.is_file():
-        shutil.copy2(build.procinfo, target / "procinfo.toml")
-    for directory in _data_dirs(root):
-        destination = target / directory.relative_to(root)
-        if directory.is_dir():
-            shutil.copytree(directory, destination, symlinks=False)
-        else:
-            destination.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(directory, destination)
-    (target / "README.md").write_text(
-        render_readme(info, procinfo=target / "procinfo.toml", onefile=onefile), encoding="utf-8"
-    )
     marker = {
         "name": name,
         "version": version,
@@ -287,12 +364,37 @@ def bundle_project(
         "built_at": time.time(),
         "python": platform.python_version(),
     }
-    (target / MARKER_FILE).write_text(json.dumps(marker, indent=1) + "\n", encoding="utf-8")
+
+    def fill(folder: Path) -> None:
+        if onefile:
+            shutil.copy2(built, folder / name)
+        else:
+            shutil.copytree(built, folder, dirs_exist_ok=True, symlinks=True)
+        config = root / "Maestro.toml"
+        if config.is_file():
+            shutil.copy2(config, folder / "Maestro.toml")
+        if build.procinfo is not None and build.procinfo.is_file():
+            shutil.copy2(build.procinfo, folder / "procinfo.toml")
+        for source, place in data:
+            destination = folder / place
+            if source.is_dir():
+                shutil.copytree(source, destination, symlinks=False)
+            else:
+                destination.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(source, destination)
+        readme = render_readme(info, procinfo=folder / "procinfo.toml", onefile=onefile)
+        (folder / "README.md").write_text(readme, encoding="utf-8")
+        (folder / MARKER_FILE).write_text(json.dumps(marker, indent=1) + "\n", encoding="utf-8")
+
+    _lay_out(target, fill)
 
     archive = None
     if compress is not Compression.NONE:
         stem = f"{name}-{version}-{platform.system().lower()}-{host_arch()}"
-        archive = write_archive(target, dist / stem, compress)
+        try:
+            archive = write_archive(target, dist / stem, compress)
+        except OSError as exc:
+            raise BundleError(f"could not write the archive of {target}: {_reason(exc)}") from None
     return BundleResult(
         directory=target,
         program=target / name,

@@ -10,7 +10,11 @@ from libmaestro.frozen import BundleInfo
 
 
 def _processes(procinfo: Path) -> list[tuple[str, str, str, list[str]]]:
-    """(site, doc, executor, deps) per process in procinfo.toml, docs taken from its comments."""
+    """(site, doc, executor, deps) per process in procinfo.toml, docs taken from its comments.
+
+    A process's description is the comment block directly above its table; a block followed
+    by a blank line (the file's header, say) describes nothing.
+    """
     try:
         text = procinfo.read_text(encoding="utf-8")
         tables = tomllib.loads(text)
@@ -19,21 +23,27 @@ def _processes(procinfo: Path) -> list[tuple[str, str, str, list[str]]]:
     docs: dict[str, str] = {}
     comment: list[str] = []
     for line in text.splitlines():
-        if line.startswith("#"):
-            comment.append(line.lstrip("#").strip())
-        elif line.startswith("["):
-            key = line.strip()[1:-1].strip().strip('"')
-            docs[key] = " ".join(comment).strip()
-            comment = []
-        elif not line.strip():
+        stripped = line.strip()
+        if stripped.startswith("#"):
+            comment.append(stripped.lstrip("#").strip())
             continue
-        else:
-            comment = []
+        if stripped.startswith("[") and (key := _table_key(stripped)) is not None:
+            docs[key] = " ".join(c for c in comment if c)
+        comment = []  # a blank line or anything else ends the block
     return [
         (key, docs.get(key, ""), str(table.get("executor", "?")), list(table.get("deps", [])))
         for key, table in tables.items()
         if isinstance(table, dict)
     ]
+
+
+def _table_key(header: str) -> str | None:
+    """The key of a `[table]` header line, as TOML reads it (quotes and escapes undone)."""
+    try:
+        parsed = tomllib.loads(header)
+    except tomllib.TOMLDecodeError:
+        return None
+    return next(iter(parsed), None) if len(parsed) == 1 else None
 
 
 def render_readme(info: BundleInfo, *, procinfo: Path, onefile: bool) -> str:

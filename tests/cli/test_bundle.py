@@ -75,3 +75,53 @@ def test_update_cache_show_and_clear_on_an_empty_cache(
     cleared = maestro("update-cache", "--clear")
     assert cleared.exit_code == 0
     assert not stale.exists()
+
+
+def test_bundle_accepts_declared_data_and_refuses_missing_data_before_any_work(
+    maestro, tmp_path: Path
+) -> None:
+    root = project(tmp_path / "p")
+    pyproject = root / "pyproject.toml"
+    pyproject.write_text(PYPROJECT + 'data = ["refs", "data/names.txt"]\n')
+    (root / "refs").mkdir()
+
+    result = maestro("bundle", str(root))
+
+    assert result.exit_code == 2, shown(result)
+    assert "unknown key" not in result.output
+    assert "data lists data/names.txt, which does not exist" in " ".join(result.output.split())
+    assert not BuildCache.current().directory.exists()  # refused before any work
+    assert not (root / "dist").exists()
+
+
+def test_bundle_refuses_a_script_outside_the_project_with_a_clear_message(
+    maestro, tmp_path: Path
+) -> None:
+    root = project(tmp_path / "p")
+    (tmp_path / "shared.sh").write_text("echo shared\n")
+    (root / "workflow.py").write_text(
+        WORKFLOW.format(executor="default").replace(
+            'script="echo hi"', 'inline=False, script="../shared.sh"'
+        )
+    )
+
+    result = maestro("bundle", str(root))
+
+    assert result.exit_code == 1, shown(result)
+    text = " ".join(result.output.split())
+    assert "workflow.py:5:5: the inline=False script" in text
+    assert "is outside the project" in text
+    assert not BuildCache.current().directory.exists()
+
+
+def test_bundle_refuses_a_folder_in_the_way_before_any_work(maestro, tmp_path: Path) -> None:
+    root = project(tmp_path / "p")
+    (root / "dist" / "p").mkdir(parents=True)
+    (root / "dist" / "p" / "notes.txt").write_text("mine")
+
+    result = maestro("bundle", str(root))
+
+    assert result.exit_code == 2, shown(result)
+    assert "is not a bundle made by maestro" in " ".join(result.output.split())
+    assert (root / "dist" / "p" / "notes.txt").read_text() == "mine"
+    assert not BuildCache.current().directory.exists()

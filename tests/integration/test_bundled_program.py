@@ -1,7 +1,8 @@
 """`maestro bundle` end to end: a real PyInstaller build, run where there is no Python project.
 
-One bundle is made per test session (the first also prepares the build cache, about a minute);
-each test unpacks its archive into a fresh directory of its own and runs the program there with
+Each project is bundled once per test session, all sharing one build cache (the first bundle
+prepares it, about a minute; MAESTRO_TEST_BUNDLE_CACHE names a warm one to reuse); each test
+unpacks or copies the result into a fresh directory of its own and runs the program there with
 a PATH that has no virtual environment on it.
 """
 
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -19,6 +21,8 @@ import pytest
 from helpers import build_file_tree, processes_with, shown, wait_for
 
 from libmaestro.bundle import extract_archive
+from libmaestro.bundle.cache import BuildCache, cache_key
+from libmaestro.bundle.freeze import EXCLUDED_MODULES
 
 pytestmark = [pytest.mark.bundle, pytest.mark.slow]
 
@@ -79,7 +83,22 @@ ARCHIVE = re.compile(r"greeter-1\.2\.0-linux-[a-z0-9_]+\.tar\.zst$")
 
 
 @pytest.fixture(scope="session")
-def bundle_archive(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def bundle_cache(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The build cache every bundle of the session shares."""
+    cache = os.environ.get("MAESTRO_TEST_BUNDLE_CACHE")
+    return cache or str(tmp_path_factory.mktemp("bundle-cache"))
+
+
+def bundle(project: Path, cache: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "maestro_cli", "bundle", str(project), *args],
+        env={**os.environ, "MAESTRO_CACHE": cache}, capture_output=True, text=True,
+        timeout=900, check=False,
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def bundle_archive(tmp_path_factory: pytest.TempPathFactory, bundle_cache: str) -> Path:
     """`maestro bundle --compress zstd` of the project above, made once."""
     base = tmp_path_factory.mktemp("bundle")
     project = build_file_tree(
@@ -92,12 +111,7 @@ def bundle_archive(tmp_path_factory: pytest.TempPathFactory) -> Path:
             "data/names.txt": "ada\ngrace\nbarbara\n",
         },
     )
-    cache = os.environ.get("MAESTRO_TEST_BUNDLE_CACHE") or str(base / "cache")
-    result = subprocess.run(
-        [sys.executable, "-m", "maestro_cli", "bundle", str(project), "--compress", "zstd"],
-        env={**os.environ, "MAESTRO_CACHE": cache}, capture_output=True, text=True,
-        timeout=900, check=False,
-    )  # fmt: skip
+    result = bundle(project, bundle_cache, "--compress", "zstd")
     assert result.returncode == 0, shown(result)
     program, archive = (Path(line) for line in result.stdout.split())
     assert program == project / "dist" / "greeter" / "greeter"
@@ -121,9 +135,11 @@ def run_bundled(tmp_path: Path) -> Callable[..., subprocess.CompletedProcess[str
     env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(home), "MAESTRO_PLAIN": "1",
            "MAESTRO_HOME": str(home / "maestro")}  # fmt: skip
 
-    def run(folder: Path, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    def run(
+        folder: Path, *args: str, cwd: Path | None = None, program: str = "greeter"
+    ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [str(folder / "greeter"), *args], cwd=cwd or folder, env=env,
+            [str(folder / program), *args], cwd=cwd or folder, env=env,
             capture_output=True, text=True, timeout=120, check=False,
         )  # fmt: skip
 
@@ -229,3 +245,126 @@ def test_maestro_runs_and_kills_a_bundled_program_in_the_background(
     )  # fmt: skip
     assert '"aborted"' in status.stdout, shown(status)
     time.sleep(0.1)
+
+
+# A project whose entry module is in a subdirectory, with scripts next to the entry and next to
+# a package module, and data declared in pyproject.toml. (The bundle puts the project root on
+# the module path, so the entry imports `pkg` from it.)
+RELAY = {
+    "pyproject.toml": """
+        [project]
+        name = "relay"
+        version = "0.3.0"
+
+        [tool.maestro]
+        entry = "pipeline/main.py"
+        data = ["refs"]
+    """,
+    "Maestro.toml": """
+        [inputs]
+        genome = ["refs/genome.txt"]
+
+        [executor.default]
+        type = "Local"
+    """,
+    "pipeline/main.py": """
+        import libmaestro as maestro
+        from pkg import steps
+
+        @maestro.main
+        def main():
+            prepared = maestro.process(
+                name="prepare", executor="default", inline=False, script="scripts/prepare.sh",
+                inputs={"genome": maestro.inputs("genome")[0]}, outputs={"upper": "upper.txt"},
+            )
+            print(steps.count(prepared.upper).read_text().strip())
+
+        if __name__ == "__main__":
+            main()
+    """,
+    "pipeline/scripts/prepare.sh": """
+        #!/usr/bin/env bash
+        tr a-z A-Z < "$genome" > "$upper"
+    """,
+    "pkg/__init__.py": "",
+    "pkg/steps.py": """
+        import libmaestro as maestro
+
+        def count(upper):
+            counted = maestro.process(
+                name="count", executor="default", inline=False, script="sh/count.sh",
+                inputs={"upper": upper}, outputs={"total": "total.txt"},
+            )
+            return counted.total
+    """,
+    "pkg/sh/count.sh": """
+        #!/usr/bin/env bash
+        grep -o A "$upper" | wc -l | tr -d ' ' > "$total"
+    """,
+    "refs/genome.txt": "acgtaaca\n",
+}
+
+
+@pytest.fixture(scope="session")
+def relay_project(tmp_path_factory: pytest.TempPathFactory, bundle_cache: str) -> Path:
+    """The project above, bundled once (onedir, no archive)."""
+    project = build_file_tree(tmp_path_factory.mktemp("relay") / "relay", RELAY)
+    result = bundle(project, bundle_cache)
+    assert result.returncode == 0, shown(result)
+    return project
+
+
+def frozen_modules(program: Path, cache: str) -> list[str]:
+    """The Python modules frozen into a onedir program, as PyInstaller lists them."""
+    python = BuildCache(Path(cache) / "bundle" / cache_key()).python
+    code = (
+        "import sys; from PyInstaller.archive.readers import CArchiveReader as C\n"
+        "c = C(sys.argv[1]); pyz = next(n for n in c.toc if n.endswith('.pyz'))\n"
+        "print('\\n'.join(c.open_embedded_archive(pyz).toc))"
+    )
+    done = subprocess.run(
+        [str(python), "-c", code, str(program)], capture_output=True, text=True, timeout=120,
+        check=True,
+    )  # fmt: skip
+    return done.stdout.split()
+
+
+def test_bundle_with_the_entry_in_a_subdirectory_finds_every_script(
+    relay_project: Path, bundle_cache: str, run_bundled, tmp_path: Path
+) -> None:
+    built = relay_project / "dist" / "relay"
+    modules = frozen_modules(built / "relay", bundle_cache)
+    assert "libmaestro.runner" in modules and "pkg.steps" in modules
+    for excluded in EXCLUDED_MODULES:  # the UI and the bundling code never run in a bundle
+        assert not [m for m in modules if m == excluded or m.startswith(f"{excluded}.")]
+    folder = tmp_path / "relay"
+    shutil.copytree(built, folder, symlinks=True)
+    assert (folder / "refs" / "genome.txt").is_file()  # [tool.maestro] data
+
+    result = run_bundled(folder, program="relay")
+
+    assert result.returncode == 0, shown(result)
+    assert result.stdout.strip() == "4"
+    session = next((folder / "maestro_work").iterdir())
+    assert "tr a-z A-Z" in (session / "prepare" / ".maestro.sh").read_text()
+    assert not (folder / "pipeline").exists() and not (folder / "pkg").exists()
+
+
+def test_bundle_that_fails_to_lay_out_keeps_the_earlier_one(
+    relay_project: Path, bundle_cache: str
+) -> None:
+    built = relay_project / "dist" / "relay"
+    before = {p.relative_to(built): p.stat().st_mtime_ns for p in built.rglob("*")}
+    broken = relay_project / "refs" / "broken"
+    broken.symlink_to(relay_project / "nowhere")  # cannot be copied into the bundle
+    try:
+        result = bundle(relay_project, bundle_cache)
+    finally:
+        broken.unlink()
+
+    assert result.returncode == 1, shown(result)
+    assert "Traceback" not in result.stderr
+    assert "could not write the bundle" in result.stderr and "broken" in result.stderr
+    after = {p.relative_to(built): p.stat().st_mtime_ns for p in built.rglob("*")}
+    assert after == before  # the earlier bundle, untouched
+    assert sorted(p.name for p in built.parent.iterdir()) == ["relay"]  # no partial folder

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -10,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from helpers import processes_with, run_program, shown, wait_for
+from helpers import kill_leftovers, processes_with, run_program, shown, wait_for
 
 pytestmark = pytest.mark.container
 
@@ -55,6 +56,14 @@ def containers_named(binary: str, prefix: str) -> list[str]:
         capture_output=True, text=True, timeout=30, check=True,
     )  # fmt: skip
     return [name for name in done.stdout.split() if name.startswith(prefix)]
+
+
+def containers_labelled(binary: str, session: str) -> list[str]:
+    done = subprocess.run(
+        [binary, "ps", "-aq", "--filter", f"label=maestro.session={session}"],
+        capture_output=True, text=True, timeout=30, check=True,
+    )  # fmt: skip
+    return done.stdout.split()
 
 
 @pytest.fixture
@@ -148,6 +157,81 @@ def test_stopping_a_run_kills_and_removes_its_container(
     wait_for(lambda: not processes_with(token), timeout=20, what="the container's processes")
     session = next((root / "maestro_work").iterdir()).name
     assert containers_named(binary, f"maestro-{session}-") == []
+
+
+def test_kill_force_removes_the_sessions_container(
+    runtime: tuple[str, str], project: Callable[..., Path]
+) -> None:
+    """SIGKILL never reaches the launcher's trap, and the container lives outside the tree."""
+    name, image = runtime
+    token = f"5{os.getpid()}.75"
+    program = f"""
+        import libmaestro as maestro
+
+        @maestro.main
+        def main():
+            maestro.process(name="long", executor="boxed", script="sleep {token}")
+
+        main()
+    """
+    root = project(program, f'{{ {name} = "{image}" }}')
+    binary = name.lower()
+    maestro = [sys.executable, "-m", "maestro_cli"]
+    started = subprocess.run(
+        [*maestro, "run", "--background"],
+        cwd=root, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert started.returncode == 0, shown(started)
+    found = re.search(r"^session: (\w+)$", started.stdout, re.MULTILINE)
+    assert found, shown(started)
+    session = found[1]
+    try:
+        wait_for(
+            lambda: bool(containers_labelled(binary, session)) and bool(processes_with(token)),
+            timeout=60,
+            what="the container to run",
+        )
+        killed = subprocess.run(
+            [*maestro, "kill", "--force", session],
+            cwd=root, capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+        assert killed.returncode == 0, shown(killed)
+        assert "killed" in killed.stdout
+        assert containers_labelled(binary, session) == []
+        assert containers_named(binary, f"maestro-{session}-") == []
+        wait_for(lambda: not processes_with(token), timeout=20, what="the container's processes")
+    finally:
+        leftovers = containers_labelled(binary, session)
+        if leftovers:
+            subprocess.run([binary, "rm", "-f", *leftovers], capture_output=True, check=False)
+        kill_leftovers(token)
+
+
+def test_container_home_is_the_writable_working_directory(
+    runtime: tuple[str, str], project: Callable[..., Path]
+) -> None:
+    """Docker's --user leaves HOME at /, which that user cannot write to."""
+    name, image = runtime
+    program = """
+        import libmaestro as maestro
+
+        @maestro.main
+        def main():
+            out = maestro.process(
+                name="home", executor="boxed", outputs={"seen": "seen.txt"},
+                script='mkdir -p "$HOME/.cache" && echo ok > "$HOME/.cache/probe" && printf %s "$HOME" > "$seen"',
+            )
+            print(out.seen)
+
+        main()
+    """
+    root = project(program, f'{{ {name} = "{image}" }}')
+    result = run_program(root / "workflow.py", cwd=root, timeout=120)
+
+    assert result.returncode == 0, shown(result)
+    seen = Path(result.stdout.strip())
+    assert seen.read_text() == str(seen.parent)
+    assert (seen.parent / ".cache" / "probe").read_text() == "ok\n"
 
 
 def test_missing_image_is_reported_before_anything_runs(

@@ -28,7 +28,13 @@ from libmaestro.config.model import (
     ExecutorType,
     ProjectConfig,
 )
-from libmaestro.containers import container_command, container_name, runtime_problem
+from libmaestro.containers import (
+    container_command,
+    container_name,
+    remove_session_containers,
+    runtime_problem,
+    session_of_container,
+)
 from libmaestro.process import Process
 from libmaestro.runner import _command
 from libmaestro.session import Session
@@ -42,8 +48,9 @@ BINARY = {
 }
 
 # podman/docker: `run` records its argv (and $SECRET_VAR) and exits $FAKE_CODE, or with
-# $FAKE_HANG waits until the container is removed; `rm` records and "removes" it; `image`
-# records and exits $FAKE_IMAGE_CODE after printing $FAKE_IMAGE_STDERR.
+# $FAKE_HANG waits until the container is removed; `rm` records and "removes" it; `ps` records
+# (as <binary>.ps.args) and prints $FAKE_PS_IDS; `image` records and exits $FAKE_IMAGE_CODE
+# after printing $FAKE_IMAGE_STDERR.
 ENGINE_STAND_IN = r"""#!/bin/bash
 rec=RECORDS
 case $1 in
@@ -57,7 +64,11 @@ case $1 in
     exit "${FAKE_CODE:-0}";;
   rm)
     printf '%s\0' "$@" > "$rec/rm.args"
+    printf '%s\0' "$@" > "$rec/${0##*/}.rm.args"
     touch "$rec/removed";;
+  ps)
+    printf '%s\0' "$@" > "$rec/${0##*/}.ps.args"
+    printf '%s' "${FAKE_PS_IDS-}";;
   image)
     printf '%s\0' "$@" > "$rec/image.args"
     printf '%s' "${FAKE_IMAGE_STDERR-}" >&2
@@ -186,7 +197,12 @@ def test_containers_podman_and_docker_get_workdir_names_and_image(
     assert values_after(args, "--name") == [name]
     assert values_after(args, "--volume") == [f"{workdir}:{workdir}"]  # bound at the same path
     assert values_after(args, "--workdir") == [str(workdir)]
-    assert sorted(values_after(args, "--env")) == sorted(VARIABLES)  # by name ...
+    # Labelled with the session, so `maestro kill` finds it after a SIGKILL of the launcher.
+    assert values_after(args, "--label") == ["maestro.session=brave_otter"]
+    # HOME is the working directory: with Docker's --user it would be / otherwise, not writable.
+    envs = values_after(args, "--env")
+    assert envs[0] == f"HOME={workdir}"
+    assert sorted(envs[1:]) == sorted(VARIABLES)  # the variables by name ...
     for value in VARIABLES.values():  # ... never by value, on any command line
         assert not any(value in arg for arg in argv)
     assert (records / "run.env").read_text() == "hunter2 value"  # it travels in the environment
@@ -251,6 +267,42 @@ def test_containers_sigterm_removes_the_container(
             launcher.kill()
             launcher.wait()
         kill_leftovers(name)
+
+
+def test_containers_label_names_the_session_given_or_from_the_name(
+    stand_ins: Path, records: Path, workdir: Path
+) -> None:
+    for session in ("brave_otter", "calm_heron_1234"):
+        name = container_name(session, "align-sample 1")
+        assert session_of_container(name) == session
+    argv = container_command(
+        Container.podman(IMAGE), name="maestro-other_name-step-abcdef", workdir=workdir,
+        command=[str(workdir / ".maestro.sh")], env_names=(), session="brave_otter",
+    )  # fmt: skip
+    assert run(argv, cwd=workdir).returncode == 0
+    args = recorded(records / "run.args")
+    assert values_after(args, "--label") == ["maestro.session=brave_otter"]
+
+
+def test_containers_remove_session_containers_asks_each_runtime(
+    stand_ins: Path, records: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FAKE_PS_IDS", "abc123\ndef456\n")
+    assert remove_session_containers("brave_otter") == ["abc123", "def456"] * 2
+    for binary in ("podman", "docker"):
+        listing = recorded(records / f"{binary}.ps.args")
+        assert listing == ["ps", "-aq", "--filter", "label=maestro.session=brave_otter"]
+    assert recorded(records / "podman.rm.args") == ["rm", "-f", "-t", "0", "abc123", "def456"]
+    assert recorded(records / "docker.rm.args") == ["rm", "-f", "abc123", "def456"]
+
+
+def test_containers_remove_session_containers_without_any(
+    stand_ins: Path, records: Path, tools: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert remove_session_containers("brave_otter") == []  # none labelled: nothing removed
+    assert not (records / "rm.args").exists()
+    monkeypatch.setenv("PATH", str(tools))  # no runtime at all
+    assert remove_session_containers("brave_otter") == []
 
 
 @pytest.mark.parametrize("runtime", list(ContainerRuntime))
