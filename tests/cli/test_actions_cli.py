@@ -139,6 +139,7 @@ def test_abort_keeps_a_pending_step_from_starting(
     finally:
         if workflow.poll() is None:
             workflow.kill()
+            workflow.communicate()  # reap it and close its pipes
         kill_leftovers(token)
 
     assert workflow.returncode == 130, stderr

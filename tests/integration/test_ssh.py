@@ -281,6 +281,7 @@ def test_killed_sshd_child_mid_process_does_not_lose_the_step(
     finally:
         if workflow.poll() is None:
             workflow.kill()
+            workflow.communicate()  # reap it and close its pipes
     assert workflow.returncode == 0, stderr
     assert stdout.strip().endswith("/slow/done.txt")
     assert remote(f"cat ~/{marker}; rm -f ~/{marker}").stdout == "run\n"
