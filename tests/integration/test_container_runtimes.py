@@ -152,6 +152,7 @@ def test_stopping_a_run_kills_and_removes_its_container(
     finally:
         if proc.poll() is None:
             proc.kill()
+            proc.communicate()  # reap it and close its pipes
     assert proc.returncode == 130, stderr
     assert "interrupted" in stderr
     wait_for(lambda: not processes_with(token), timeout=20, what="the container's processes")
