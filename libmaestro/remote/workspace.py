@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import shlex
+import sys
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
@@ -110,7 +111,8 @@ class RemoteWorkspace:
             local = value if isinstance(value, Path) else fetch(value, _scratch())
             log.info("%s: copying %s to %s", process, value, self.host.label)
             try:
-                self.host.put(local, str(workdir / name))
+                progress = TransferProgress(f"{value} to {self.host.label}")
+                self.host.put(local, str(workdir / name), progress=progress)
             except SshError as exc:
                 raise StagingError(
                     f"process {process!r}: cannot copy input {var} = {value} to "
@@ -146,6 +148,31 @@ class RemoteWorkspace:
         return done.stdout.splitlines()
 
 
+PROGRESS_FROM = 8 * 1024 * 1024  # files this large get progress lines while they are copied
+
+
+class TransferProgress:
+    """Progress of one copy on stderr, every tenth of a large file: plain lines, so they read
+    the same in a terminal, a log file or a detached run's output."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        self.started = time.monotonic()
+        self._shown = -1
+
+    def __call__(self, done: int, total: int) -> None:
+        if total < PROGRESS_FROM:
+            return
+        tenth = done * 10 // total
+        if tenth > self._shown:
+            self._shown = tenth
+            seconds = max(time.monotonic() - self.started, 1e-6)
+            sys.stderr.write(
+                f"maestro: copying {self.what}: {tenth * 10}% of {total / 1e6:.0f} MB "
+                f"({done / seconds / 1e6:.0f} MB/s)\n"
+            )
+
+
 def _scratch() -> Path:
     return Path(tempfile.mkdtemp(prefix="maestro-transfer-"))
 
@@ -158,7 +185,8 @@ def fetch(remote: RemotePath, destination: Path | str) -> Path:
     destination = Path(destination)
     target = destination / remote.name if destination.is_dir() else destination
     target.parent.mkdir(parents=True, exist_ok=True)
-    hosts().get(remote.target).get(str(remote.path), target)
+    progress = TransferProgress(f"{remote} here")
+    hosts().get(remote.target).get(str(remote.path), target, progress=progress)
     return target
 
 

@@ -352,3 +352,58 @@ def test_slurm_over_ssh_submits_on_the_remote_login_node(
     assert result.returncode == 0, shown(result)
     greeting, user, job_id = result.stdout.split()[-3:]
     assert (greeting, user) == ("hi", "maestro-remote") and job_id.isdigit()
+
+
+def test_unreachable_host_is_reported_before_anything_runs(
+    sshd: Path, project: Callable[..., Path]
+) -> None:
+    root = project(
+        """
+        import libmaestro as maestro
+
+        @maestro.main
+        def main():
+            maestro.process(name="never", executor="nowhere", script="true")
+
+        main()
+        """,
+        '[executor.nowhere]\ntype = "Local"\nssh = "maestro-remote@127.0.0.1:1"\n',
+    )
+    result = run_program(root / "workflow.py", cwd=root, timeout=60)
+
+    assert result.returncode == 2, shown(result)
+    assert 'executor "nowhere": maestro-remote@127.0.0.1:1: cannot connect' in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (root / "maestro_work").exists() or not any((root / "maestro_work").iterdir())
+
+
+def test_large_remote_output_copied_here_shows_progress(
+    sshd: Path, project: Callable[..., Path]
+) -> None:
+    root = project(
+        """
+        import libmaestro as maestro
+
+        @maestro.main
+        def main():
+            big = maestro.process(
+                name="big", executor="remote", outputs={"out": "big.bin"},
+                script='head -c 20000000 /dev/urandom > "$out"; sha256sum < "$out" > sum.txt',
+            )
+            local = maestro.process(
+                name="check", executor="local", inputs={"big": big.out},
+                outputs={"sum": "sum.txt"}, script='sha256sum < "$big" > "$sum"',
+            )
+            print(local.sum.read_text().split()[0])
+
+        main()
+        """,
+        EXECUTORS,
+    )
+    result = run_program(root / "workflow.py", cwd=root, timeout=120)
+
+    assert result.returncode == 0, shown(result)
+    session = next((root / "maestro_work").iterdir()).name
+    remote_sum = remote(f"cat ~/maestro_work/{session}/big/sum.txt").stdout.split()[0]
+    assert result.stdout.strip() == remote_sum  # the copy is byte for byte the remote file
+    assert "100% of 20 MB" in result.stderr, shown(result)
