@@ -32,7 +32,7 @@ from libmaestro.history import (
     create_workflow,
     open_store,
 )
-from libmaestro.layout import WORK_DIR_NAME
+from libmaestro.layout import ABORT_FILE, WORK_DIR_NAME
 from libmaestro.manifest import manifest_references
 from libmaestro.project import JOBS_ENV_VAR, ProjectSettings, read_pyproject
 from libmaestro.recorder import GraphRecorder
@@ -114,7 +114,9 @@ def _signals_interrupt(session: Session) -> Iterator[None]:
             threading.Thread(target=session.stop, name="maestro-stop", daemon=True).start()
         raise KeyboardInterrupt
 
-    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
+    # SIGHUP too: a dropped SSH session or a closed terminal must stop the jobs, not orphan them.
+    handled = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    previous = {sig: signal.signal(sig, interrupt) for sig in handled}
     try:
         yield
     finally:
@@ -131,6 +133,7 @@ def _quiet_signals() -> None:
     if threading_is_main():
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
 
 
 def _exit(display: Display, message: str, code: int) -> NoReturn:
@@ -157,6 +160,8 @@ def _open_session(entry: Path, config: ProjectConfig | None, config_path: Path |
                 f"session {workflow.session!r} has no directory {directory} any more, so it "
                 "cannot be resumed; run without --resume to start a new session"
             )
+        # A user's abort was for the run it stopped; the new run starts what is left.
+        (directory / ABORT_FILE).unlink(missing_ok=True)
         session = Session(
             name=workflow.session, directory=directory, config=config, max_parallel=max_parallel
         )

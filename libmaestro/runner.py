@@ -322,9 +322,14 @@ def _execute(
             # that is not installed; Popen then blames the script itself ("No such file or
             # directory: .maestro.sh"), and the raw OSError reached the user as a traceback.
             shebang = process.prepared.text.split("\n", 1)[0]
+            if exc.errno == errno.E2BIG:
+                fix = "its args and inputs are too large to pass; give big values in a file"
+            elif exc.errno in (errno.ENOENT, errno.ENOEXEC, errno.EACCES):
+                fix = f"check that its first line {shebang!r} names an installed interpreter"
+            else:
+                fix = "check the machine's limits (processes, open files) and try again"
             start_error = ProcessError(
-                f"process {process.name!r} could not be started: {exc.strerror or exc}; check that "
-                f"its first line {shebang!r} names an installed interpreter "
+                f"process {process.name!r} could not be started: {exc.strerror or exc}; {fix} "
                 f"(working directory {workdir})",
                 process=process.name,
                 workdir=workdir,

@@ -111,10 +111,11 @@ def run_remote_process(
     subdirs = sorted(
         {rel.parent.as_posix() for rel in process.outputs.values() if len(rel.parts) > 1}
     )
-    workdir = space.prepare(process.name, subdirs)
+    workdir = space.prepare(
+        process.name, subdirs, script_name=runner.SCRIPT_FILE, script=process.prepared.text
+    )
     staged = space.stage(process.name, process.inputs, workdir, executor.effective_staging)
     script = workdir / runner.SCRIPT_FILE
-    space.write(script, process.prepared.text, mode=0o755)
     variables: dict[str, str] = {
         "MAESTRO_SESSION": session.name,
         "MAESTRO_PROCESS": process.name,

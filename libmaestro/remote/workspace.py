@@ -25,14 +25,16 @@ log = logging.getLogger(__name__)
 
 ATTEMPTS_DIR = ".attempts"
 
-# $1 workdir, $2 attempts dir, $3 stamp, then output subdirectories to create.
+# $1 workdir, $2 attempts dir, $3 stamp, $4 script name, then output subdirectories to create;
+# stdin: the script. One round trip instead of three (mkdir, SFTP write, chmod).
 _PREPARE = r"""
-w=$1 attempts=$2 stamp=$3; shift 3
+w=$1 attempts=$2 stamp=$3 script=$4; shift 4
 if [ -d "$w" ] && [ -n "$(ls -A "$w")" ]; then
   mkdir -p "$attempts" && mv "$w" "$attempts/$(basename "$w").$stamp"
 fi
 mkdir -p "$w" || exit 1
 for d in "$@"; do mkdir -p "$w/$d" || exit 1; done
+cat > "$w/$script" && chmod 755 "$w/$script"
 """
 
 # $1 workdir, $2 mode, then pairs: source, name. Exit 3 names a missing source on stderr.
@@ -71,12 +73,16 @@ class RemoteWorkspace:
     def workdir(self, process: str) -> PurePosixPath:
         return self.directory / process
 
-    def prepare(self, process: str, output_dirs: Sequence[str]) -> PurePosixPath:
-        """A clean working directory; an earlier attempt's moves to `.attempts/` (kept)."""
+    def prepare(
+        self, process: str, output_dirs: Sequence[str], *, script_name: str, script: str
+    ) -> PurePosixPath:
+        """A clean working directory with the script in it; an earlier attempt's directory
+        moves to `.attempts/` (kept)."""
         workdir = self.workdir(process)
         stamp = f"{time.strftime('%Y%m%dT%H%M%S')}.{time.time_ns() % 1_000_000}"
+        attempts = str(self.directory / ATTEMPTS_DIR)
         done = self.host.run(
-            bash(_PREPARE, str(workdir), str(self.directory / ATTEMPTS_DIR), stamp, *output_dirs)
+            bash(_PREPARE, str(workdir), attempts, stamp, script_name, *output_dirs), stdin=script
         )
         if done.exit_status != 0:
             raise StagingError(

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import re
+import signal
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from helpers import LOCAL_CONFIG, run_program, shown
+from helpers import LOCAL_CONFIG, kill_leftovers, processes_with, run_program, shown, wait_for
 
 from libmaestro.session import WORK_DIR_NAME
 
@@ -214,3 +218,35 @@ def test_main_plain_script_gets_a_session_on_first_use(tmp_path: Path, file_tree
     workdir = session / "sorted"
     assert result.stdout.strip() == repr([str(workdir / "out" / "sorted.txt"), str(workdir)])
     assert (workdir / "out" / "sorted.txt").read_text() == "a\nb\n"
+
+
+def test_main_sighup_stops_the_jobs_like_sigterm(project: Path, file_tree) -> None:
+    """A closed terminal or dropped SSH session (SIGHUP) must not leave jobs running."""
+    token = f"4{os.getpid() % 1000}.25"
+    file_tree(
+        {
+            "workflow.py": f"""
+                import libmaestro
+                @libmaestro.main
+                def main():
+                    libmaestro.process(executor="default", name="long", script="sleep {token}")
+                main()
+            """
+        },
+        root=project,
+    )
+    proc = subprocess.Popen(
+        [sys.executable, str(project / "workflow.py")], cwd=project,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        wait_for(lambda: bool(processes_with(token)), timeout=30, what="the job")
+        proc.send_signal(signal.SIGHUP)
+        _, stderr = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+        kill_leftovers(token)
+    assert proc.returncode == 130, stderr
+    wait_for(lambda: not processes_with(token), timeout=10, what="the job to be stopped")
