@@ -9,6 +9,7 @@ would land outside the destination.
 from __future__ import annotations
 
 import enum
+import importlib
 import os
 import stat
 import tarfile
@@ -18,11 +19,16 @@ from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-import zstandard
-
 # zstd is chosen for size: level 19 makes a typical bundle about 15% smaller than level 3, at
 # the price of 15-30 s on two cores for a 70 MB bundle; unpacking is fast at any level.
 ZSTD_LEVEL = 19
+
+
+def _zstandard() -> Any:
+    # Imported by name, at use: PyInstaller follows every `import` statement it can see (even
+    # in functions), and a bundled program must not carry zstandard's 20 MB for an archive
+    # format it never writes.
+    return importlib.import_module("zstandard")
 
 
 class Compression(enum.Enum):
@@ -65,7 +71,7 @@ def write_archive(folder: Path, stem: Path, compression: Compression) -> Path:
                     archive.write(file, name)
     elif compression is Compression.ZSTD:
         threads = os.cpu_count() or 1
-        compressor = zstandard.ZstdCompressor(level=ZSTD_LEVEL, threads=threads)
+        compressor = _zstandard().ZstdCompressor(level=ZSTD_LEVEL, threads=threads)
         with (
             partial.open("wb") as raw,
             compressor.stream_writer(raw) as stream,
@@ -100,7 +106,7 @@ def extract_archive(path: Path, destination: Path) -> Path:
     if path.name.endswith(".tar.zst"):
         with (
             path.open("rb") as raw,
-            zstandard.ZstdDecompressor().stream_reader(raw) as stream,
+            _zstandard().ZstdDecompressor().stream_reader(raw) as stream,
             tarfile.open(fileobj=stream, mode="r|") as archive,
         ):
             # extractall, not extract member by member: it sets a directory's mode only after
