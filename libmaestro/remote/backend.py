@@ -28,7 +28,7 @@ from libmaestro.remote.connection import Host, SshError
 PID_FILE = ".maestro.pid"
 ENV_FILE = ".maestro.env"
 EXIT_FILE = ".maestro.exit"
-MIN_INTERVAL = 0.05  # a trivial job has often ended by the first poll
+MIN_INTERVAL = 0.01  # a trivial job has often ended by the first poll
 MAX_INTERVAL = 2.0
 
 # $1: the workdir; stdin: the variables; then the command. Prints the job's pid.
