@@ -50,10 +50,10 @@ COMPRESSIONS = [
 FORMAT = {
     Compression.ZSTD: f"zstd (level {ZSTD_LEVEL}, all cores)",
     Compression.XZ: "xz (tarfile default, preset 6)",
-    Compression.GZIP: "gzip (level 9, the tarfile default)",
+    Compression.GZIP: "gzip (level 6)",
     Compression.BZIP2: "bzip2 (level 9)",
     # write_archive asks for level 9, but a ZipInfo passed to writestr keeps zlib's default.
-    Compression.ZIP: "zip (deflate, level 6 in effect)",
+    Compression.ZIP: "zip (deflate, level 9)",
 }
 MIB = 1024 * 1024
 
