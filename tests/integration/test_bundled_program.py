@@ -368,3 +368,29 @@ def test_bundle_that_fails_to_lay_out_keeps_the_earlier_one(
     after = {p.relative_to(built): p.stat().st_mtime_ns for p in built.rglob("*")}
     assert after == before  # the earlier bundle, untouched
     assert sorted(p.name for p in built.parent.iterdir()) == ["relay"]  # no partial folder
+
+
+def test_the_init_scaffold_bundles_and_runs_elsewhere(
+    tmp_path: Path, bundle_cache: str, run_bundled
+) -> None:
+    """The issue's path as a user walks it: maestro init, maestro bundle, copy the folder away."""
+    made = subprocess.run(
+        [sys.executable, "-m", "maestro_cli", "init", str(tmp_path / "scaffold")],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert made.returncode == 0, shown(made)
+    result = bundle(tmp_path / "scaffold", bundle_cache)
+    assert result.returncode == 0, shown(result)
+    program = Path(result.stdout.split()[0])
+    copied = tmp_path / "elsewhere" / "scaffold"
+    shutil.copytree(program.parent, copied, symlinks=True)
+
+    ran = subprocess.run(
+        [str(copied / program.name)], cwd=copied, env=run_bundled.env,
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+
+    assert ran.returncode == 0, shown(ran)
+    assert "summary written to" in ran.stdout
+    summary = next((copied / "maestro_work").rglob("summary.tsv"))
+    assert summary.read_text().splitlines()[0].split("\t")[0] == "sample"
