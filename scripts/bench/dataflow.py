@@ -18,8 +18,10 @@ and these programs for each:
 
 The measured programs run with bytecode caching as a user has it: PYTHONDONTWRITEBYTECODE is
 removed from their environment (an installed maestro has its .pyc files; without them every
-start compiles libmaestro again), and every case runs once as a warm-up before the measured
-rounds, so those caches exist and the disk cache is warm.
+start compiles libmaestro again), and every case first runs once as a warm-up with N = 20, so
+those caches exist and the disk cache is warm. The warm-up is small on purpose: on a disk where
+creating files is slower after many were deleted (this project's VM, see docs/benchmarks.md), a
+full-size warm-up would slow the measured runs that follow it.
 
 Every program checks its own result. Reported: wall time (best of --repeat, cases interleaved
 so drift hits them alike), time per process, and maestro ÷ Python floor (target: at most 1.5x).
@@ -45,6 +47,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 WORKLOADS = ("fan-out", "chain", "scatter-gather")
+WARM_UP_N = 20  # processes per workload in the warm-up run (see the module docstring)
 
 FLOOR = r"""
 import subprocess, sys
@@ -88,8 +91,9 @@ retried = []
 
 
 def run(**fields):
-    # The runner can fail to start a script with ETXTBSY ("Text file busy") when another
-    # thread forks while that script is being written (a known bug, reported); retry once.
+    # Older runners could fail to start a script with ETXTBSY ("Text file busy") when another
+    # thread forked while that script was being written; the runner now starts a local
+    # script's interpreter itself, so this should never trigger. Kept to count it if it does.
     try:
         return maestro.process(executor=local, **fields)
     except maestro.ProcessError as exc:
@@ -233,9 +237,9 @@ def measure(n: int, repeat: int, base: Path) -> tuple[dict[tuple[str, str], floa
     """Best wall time of each case, and how many ETXTBSY retries the maestro runs needed."""
     best: dict[tuple[str, str], float] = {}
     retries = 0
-    todo = cases(n, base)
-    for case in todo.values():  # warm-up: .pyc files written, disk cache warm
+    for case in cases(min(n, WARM_UP_N), base).values():  # .pyc files written, caches warm
         case(fresh(base, "run"))
+    todo = cases(n, base)
     for round_ in range(repeat):
         for key, case in todo.items():  # interleaved, so drift hits every case alike
             elapsed, stdout = case(fresh(base, "run"))
@@ -297,7 +301,8 @@ def main() -> None:
     if retries:
         print(
             f"\nNote: the maestro runs retried {retries} process start(s) that failed with "
-            "ETXTBSY (the runner's script-write/fork race); their cost is included."
+            "ETXTBSY (a script-write/fork race, which the runner should prevent); their cost "
+            "is included."
         )
 
 

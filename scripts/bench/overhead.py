@@ -12,8 +12,10 @@ for maestro alike. Reported: wall time (best of --repeat), per-process time, rat
 
 The measured programs run with bytecode caching as a user has it: PYTHONDONTWRITEBYTECODE is
 removed from their environment (an installed maestro has its .pyc files; without them every
-start compiles libmaestro again), and every case runs once as a warm-up before the measured
-rounds, so those caches exist and the disk cache is warm.
+start compiles libmaestro again), and every case first runs once as a warm-up with N = 20, so
+those caches exist and the disk cache is warm. The warm-up is small on purpose: on a disk where
+creating files is slower after many were deleted (this project's VM, see docs/benchmarks.md), a
+full-size warm-up would slow the measured runs that follow it.
 
     .venv/bin/python scripts/bench/overhead.py            # N = 100, 1000, 5000
     .venv/bin/python scripts/bench/overhead.py -n 1000 --repeat 5 --markdown
@@ -29,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 FLOOR = """
@@ -78,6 +81,9 @@ def fresh(base: Path, name: str) -> Path:
     return path
 
 
+WARM_UP_N = 20  # processes per program in the warm-up run (see the module docstring)
+
+
 def measure(n: int, repeat: int, base: Path) -> dict[str, float]:
     # A store of its own: benchmark runs must not fill the user's run history.
     env = {**os.environ, "MAESTRO_PLAIN": "1", "MAESTRO_STORE": str(base / "state.db")}
@@ -86,18 +92,22 @@ def measure(n: int, repeat: int, base: Path) -> dict[str, float]:
     (base / "floor.py").write_text(FLOOR)
     (base / "workflow.py").write_text(MAESTRO)
     maestro = [str(Path(sys.executable).parent / "maestro")]
-    cases = {
-        "xargs": lambda d: timed(
-            ["bash", "-c", f"seq {n} | xargs -P2 -n1 bash -c 'echo x > out_$0.txt'"], d, env
-        ),
-        "floor": lambda d: timed([sys.executable, str(base / "floor.py"), str(n)], d, env),
-        "maestro": lambda d: timed([sys.executable, str(base / "workflow.py"), str(n)], d, env),
-        "maestro-cli": lambda d: timed(
-            [*maestro, "run", str(base / "workflow.py"), "--", str(n)], d, env
-        ),
-    }
-    for name, case in cases.items():  # warm-up: .pyc files written, disk cache warm
+
+    def cases_of(n: int) -> dict[str, Callable[[Path], float]]:
+        return {
+            "xargs": lambda d: timed(
+                ["bash", "-c", f"seq {n} | xargs -P2 -n1 bash -c 'echo x > out_$0.txt'"], d, env
+            ),
+            "floor": lambda d: timed([sys.executable, str(base / "floor.py"), str(n)], d, env),
+            "maestro": lambda d: timed([sys.executable, str(base / "workflow.py"), str(n)], d, env),
+            "maestro-cli": lambda d: timed(
+                [*maestro, "run", str(base / "workflow.py"), "--", str(n)], d, env
+            ),
+        }
+
+    for name, case in cases_of(min(n, WARM_UP_N)).items():  # .pyc files written, caches warm
         case(fresh(base, f"run-{name}"))
+    cases = cases_of(n)
     best: dict[str, float] = {}
     for _ in range(repeat):
         for name, case in cases.items():  # interleaved, so drift hits every case alike
