@@ -30,8 +30,10 @@ fi
 
 if command -v apt-get >/dev/null 2>&1; then
     # tree: the seed example; procps: ps for process checks; graphviz: `maestro dag` through dot.
-    # chromium: the UI's browser tests (Playwright drives Debian's Chromium; nothing downloads).
-    pkgs=(tree procps graphviz chromium)
+    pkgs=(tree procps graphviz)
+    # chromium: the UI's browser tests (Playwright drives Debian's Chromium; nothing downloads);
+    # only scripts/test.sh asks for it.
+    [ "${MAESTRO_SETUP_TESTS:-0}" = 1 ] && pkgs+=(chromium)
     "$PYTHON" -m venv --help >/dev/null 2>&1 || pkgs+=(python3-venv)
     apt_install "${pkgs[@]}"
 fi

@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-scripts/setup.sh
+MAESTRO_SETUP_TESTS=1 scripts/setup.sh
 
 # The integration tests run against a real single-node Slurm and real Podman/Docker. Setting
 # them up needs root (apt-get, daemons); without it those tests are skipped, or fail under CI.
