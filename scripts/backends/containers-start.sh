@@ -45,42 +45,21 @@ done
 
 log() { printf '[containers-start %s] %s\n' "$(date +%T)" "$*" >&2; }
 die() { printf 'containers-start.sh: ERROR: %s\n' "$*" >&2; exit 1; }
+# shellcheck source=scripts/backends/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 trap 'rc=$?; printf "containers-start.sh: ERROR: command failed (exit %s, line %s): %s\n" "$rc" "$LINENO" "$BASH_COMMAND" >&2; exit 1' ERR
 TMP=""
 trap '[[ -z "$TMP" ]] || rm -rf "$TMP"' EXIT
 
 # running PID [NAME]: the process exists, is not a zombie (this machine's PID 1 reaps late) and,
 # when NAME is given, is called NAME (a pid file may outlive its process and the pid be reused).
-running() {
-    local stat
-    [[ "$1" =~ ^[0-9]+$ ]] && stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
-    stat=${stat##*) }; [[ "${stat%% *}" != Z ]] || return 1
-    [[ -z "${2:-}" || "$(cat "/proc/$1/comm" 2>/dev/null)" == "$2" ]]
-}
 
 [[ $(id -u) == 0 ]] || die "must run as root (it installs packages, writes /etc/containers and starts dockerd)"
 
 # ------------------------------------------------------------------------------------ packages
 pkgs=(podman runc busybox-static bash-static)
 ((WITH_DOCKERD)) && pkgs+=(docker.io)
-mapfile -t missing < <(dpkg-query -W -f='${Package} ${Status}\n' "${pkgs[@]}" 2>/dev/null \
-    | awk -v want="${pkgs[*]}" '$NF == "installed" {ok[$1] = 1}
-          END {n = split(want, w, " "); for (i = 1; i <= n; i++) if (!ok[w[i]]) print w[i]}')
-if ((${#missing[@]})); then
-    log "installing ${missing[*]}"
-    added_policy=0 rc=0
-    # Package scripts must not start services (containerd, docker): this script starts its own.
-    if [[ ! -e /usr/sbin/policy-rc.d ]]; then
-        printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod 755 /usr/sbin/policy-rc.d; added_policy=1
-    fi
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null 2>&1 || {
-        log "apt-get install failed; running apt-get update and retrying"
-        apt-get update -q >/dev/null && apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
-    } || rc=$?
-    ((added_policy)) && rm -f /usr/sbin/policy-rc.d
-    ((rc == 0)) || die "could not install ${missing[*]} with apt-get"
-fi
+apt_install "${pkgs[@]}"
 
 # ------------------------------------------------------------------------------------ ulimits
 HARD_NOFILE=$(ulimit -Hn)

@@ -5,6 +5,8 @@
 # Options:   --purge-state   also delete the dockerd's data (/var/lib/maestro-dockerd) and the podman
 #                            image localhost/maestro-bash:test; containers.conf is kept
 set -uo pipefail
+# shellcheck source=scripts/backends/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 DOCKERD_RUN=/run/maestro-dockerd
 DOCKERD_DATA=/var/lib/maestro-dockerd
@@ -21,12 +23,6 @@ done
 
 # running PID [NAME]: the process exists, is not a zombie (this machine's PID 1 reaps late) and,
 # when NAME is given, is called NAME (a pid file may outlive its process and the pid be reused).
-running() {
-    local stat
-    [[ "$1" =~ ^[0-9]+$ ]] && stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
-    stat=${stat##*) }; [[ "${stat%% *}" != Z ]] || return 1
-    [[ -z "${2:-}" || "$(cat "/proc/$1/comm" 2>/dev/null)" == "$2" ]]
-}
 
 pf="$DOCKERD_RUN/dockerd.pid"
 if [[ -s "$pf" ]] && running "$(cat "$pf")" dockerd; then

@@ -37,6 +37,8 @@ done
 
 log() { printf '[slurm-start %s] %s\n' "$(date +%T)" "$*" >&2; }
 die() { printf 'slurm-start.sh: ERROR: %s\n' "$*" >&2; exit 1; }
+# shellcheck source=scripts/backends/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 trap 'rc=$?; printf "slurm-start.sh: ERROR: command failed (exit %s, line %s): %s\n" "$rc" "$LINENO" "$BASH_COMMAND" >&2; exit 1' ERR
 
 [[ $(id -u) == 0 ]] || die "must run as root (it installs packages and starts system daemons)"
@@ -44,25 +46,6 @@ trap 'rc=$?; printf "slurm-start.sh: ERROR: command failed (exit %s, line %s): %
 (( CPUS <= $(nproc) )) || die "SLURM_CPUS=$CPUS is more than this machine's $(nproc) CPUs (slurmd would drain the node)"
 
 # ------------------------------------------------------------------------------------ packages
-apt_install() {
-    local missing=() p added_policy=0 rc=0
-    for p in "$@"; do
-        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
-    done
-    ((${#missing[@]})) || return 0
-    log "installing ${missing[*]}"
-    # No services may start from the package scripts: this script starts the daemons itself.
-    if [[ ! -e /usr/sbin/policy-rc.d ]]; then
-        printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod 755 /usr/sbin/policy-rc.d; added_policy=1
-    fi
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null 2>&1 || {
-        log "apt-get install failed; running apt-get update and retrying"
-        apt-get update -q >/dev/null && apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
-    } || rc=$?
-    ((added_policy)) && rm -f /usr/sbin/policy-rc.d
-    ((rc == 0)) || die "could not install ${missing[*]} with apt-get"
-}
 if ! command -v slurmctld >/dev/null || ! command -v slurmd >/dev/null || ! command -v sbatch >/dev/null \
    || ! command -v munged >/dev/null; then
     apt_install slurmctld slurmd slurm-client munge
@@ -180,12 +163,6 @@ write_conf "$CONF_DIR/cgroup.conf" "$NEW_CGROUP_CONF"
 # ------------------------------------------------------------------------------------ daemons
 # running PID [NAME]: the process exists, is not a zombie (this machine's PID 1 reaps late) and,
 # when NAME is given, is called NAME (a pid file may outlive its process and the pid be reused).
-running() {
-    local stat
-    [[ "$1" =~ ^[0-9]+$ ]] && stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
-    stat=${stat##*) }; [[ "${stat%% *}" != Z ]] || return 1
-    [[ -z "${2:-}" || "$(cat "/proc/$1/comm" 2>/dev/null)" == "$2" ]]
-}
 alive() { [[ -s "$RUN_DIR/$1.pid" ]] && running "$(cat "$RUN_DIR/$1.pid")" "$1"; }   # daemon name
 stop_daemon() {  # name
     local pf="$RUN_DIR/$1.pid" pid

@@ -5,6 +5,8 @@
 # Options:   --purge-state   also delete Slurm's saved state, spool and logs (job ids restart at 1,
 #                            the jobcomp file that "sacct -c" reads is emptied)
 set -uo pipefail
+# shellcheck source=scripts/backends/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 RUN_DIR=/run/slurm
 PURGE=0
@@ -19,12 +21,6 @@ done
 
 # running PID [NAME]: the process exists, is not a zombie (this machine's PID 1 reaps late) and,
 # when NAME is given, is called NAME (a pid file may outlive its process and the pid be reused).
-running() {
-    local stat
-    [[ "$1" =~ ^[0-9]+$ ]] && stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
-    stat=${stat##*) }; [[ "${stat%% *}" != Z ]] || return 1
-    [[ -z "${2:-}" || "$(cat "/proc/$1/comm" 2>/dev/null)" == "$2" ]]
-}
 
 rc=0
 stop_pidfile() {  # name pidfile

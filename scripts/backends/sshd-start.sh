@@ -34,6 +34,8 @@ done
 
 log() { printf '[sshd-start %s] %s\n' "$(date +%T)" "$*" >&2; }
 die() { printf 'sshd-start.sh: ERROR: %s\n' "$*" >&2; exit 1; }
+# shellcheck source=scripts/backends/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 trap 'rc=$?; printf "sshd-start.sh: ERROR: command failed (exit %s, line %s): %s\n" "$rc" "$LINENO" "$BASH_COMMAND" >&2; exit 1' ERR
 
 [[ $(id -u) == 0 ]] || die "must run as root (it installs packages, creates a user and starts sshd)"
@@ -45,25 +47,6 @@ DIR="${DIR%/}"
 KEY_TAG="maestro-sshd-test-client $DIR"
 
 # ------------------------------------------------------------------------------------ packages
-apt_install() {
-    local missing=() p added_policy=0 rc=0
-    for p in "$@"; do
-        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
-    done
-    ((${#missing[@]})) || return 0
-    log "installing ${missing[*]}"
-    # The package's init script must not start the system's sshd on port 22.
-    if [[ ! -e /usr/sbin/policy-rc.d ]]; then
-        printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod 755 /usr/sbin/policy-rc.d; added_policy=1
-    fi
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null 2>&1 || {
-        log "apt-get install failed; running apt-get update and retrying"
-        apt-get update -q >/dev/null && apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
-    } || rc=$?
-    ((added_policy)) && rm -f /usr/sbin/policy-rc.d
-    ((rc == 0)) || die "could not install ${missing[*]} with apt-get"
-}
 if [[ ! -x /usr/sbin/sshd ]] || ! command -v ssh >/dev/null || ! command -v ssh-keygen >/dev/null; then
     apt_install openssh-server openssh-client
 fi
@@ -71,12 +54,6 @@ fi
 # ------------------------------------------------------------------------------------ port
 # running PID [NAME]: the process exists, is not a zombie (this machine's PID 1 reaps late) and,
 # when NAME is given, is called NAME (a pid file may outlive its process and the pid be reused).
-running() {
-    local stat
-    [[ "$1" =~ ^[0-9]+$ ]] && stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
-    stat=${stat##*) }; [[ "${stat%% *}" != Z ]] || return 1
-    [[ -z "${2:-}" || "$(cat "/proc/$1/comm" 2>/dev/null)" == "$2" ]]
-}
 PIDFILE="$DIR/sshd.pid"
 alive() { [[ -s "$PIDFILE" ]] && running "$(<"$PIDFILE")" "$NAME"; }
 # Fail before changing anything when another program listens on the port (our own sshd may).

@@ -8,6 +8,8 @@
 #                      password) and the PAM service /etc/pam.d/maestro-sshd are kept.
 # Env:       SSH_TEST_DIR (default /var/lib/maestro-sshd)
 set -uo pipefail
+# shellcheck source=scripts/backends/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 DIR="${SSH_TEST_DIR:-/var/lib/maestro-sshd}"
 [[ "$DIR" == /* ]] || DIR="$PWD/$DIR"
@@ -29,12 +31,6 @@ done
 
 # running PID [NAME]: the process exists, is not a zombie (this machine's PID 1 reaps late) and,
 # when NAME is given, is called NAME (a pid file may outlive its process and the pid be reused).
-running() {
-    local stat
-    [[ "$1" =~ ^[0-9]+$ ]] && stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
-    stat=${stat##*) }; [[ "${stat%% *}" != Z ]] || return 1
-    [[ -z "${2:-}" || "$(cat "/proc/$1/comm" 2>/dev/null)" == "$2" ]]
-}
 
 rc=0
 if [[ -f "$DIR/ssh_config" ]]; then
