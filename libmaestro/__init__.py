@@ -95,6 +95,7 @@ from libmaestro.state import (
     run_is_alive,
 )
 from libmaestro.templates import InitResult, list_templates
+from libmaestro.timefmt import format_duration, format_time
 
 if typing.TYPE_CHECKING:
     from libmaestro.actions import (
@@ -250,6 +251,8 @@ __all__ = [
     "find_kill_targets",
     "find_project",
     "find_run_graph",
+    "format_duration",
+    "format_time",
     "init_project",
     "inputs",
     "kill_run",

@@ -10,7 +10,6 @@ import time
 from collections import Counter
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -93,31 +92,12 @@ def unknown_step(session: str, step: str, names: Collection[str]) -> UnknownName
     )
 
 
-def _when(at: float | None) -> str:
-    return "" if at is None else f"{datetime.fromtimestamp(at):%Y-%m-%d %H:%M:%S}"
-
-
 def _seconds(start: float | None, end: float | None, *, running: bool = False) -> float | None:
     if start is None:
         return None
     if end is None:
         return time.time() - start if running else None
     return max(0.0, end - start)
-
-
-def _duration(seconds: float | None) -> str:
-    if seconds is None:
-        return ""
-    if seconds < 60:
-        return f"{seconds:.1f}s"
-    minutes, secs = divmod(int(seconds), 60)
-    if minutes < 60:
-        return f"{minutes}m{secs:02d}s"
-    hours, minutes = divmod(minutes, 60)
-    if hours < 24:
-        return f"{hours}h{minutes:02d}m"
-    days, hours = divmod(hours, 24)
-    return f"{days}d{hours:02d}h"
 
 
 def _state(name: str) -> Text:
@@ -313,8 +293,8 @@ class Listing:
                 Text(wf.session, style="bold"),
                 Text(wf.project),
                 _state(wf.state.value),
-                _when(started),
-                _duration(seconds),
+                libmaestro.format_time(started),
+                libmaestro.format_duration(seconds),
                 str(s.attempts),
                 _counts_text(self.rollups[wf.id].counts),
                 Text(tags),
@@ -407,7 +387,7 @@ class SessionView:
         text = Text.assemble(
             ("session ", "dim"), (wf.session, "bold"), ("  project ", "dim"), wf.project,
             "  ", _state(wf.state.value), ("  by ", "dim"), f"{wf.user}@{wf.host}",
-            ("  created ", "dim"), _when(wf.created_at),
+            ("  created ", "dim"), libmaestro.format_time(wf.created_at),
         )  # fmt: skip
         if wf.metadata:
             text.append("  tags ", "dim")
@@ -424,7 +404,7 @@ class SessionView:
             Text(indent + item.process),
             _state(step.state.value),
             str(item.attempt),
-            _duration(_seconds(step.started_at, step.ended_at, running=running)),
+            libmaestro.format_duration(_seconds(step.started_at, step.ended_at, running=running)),
             step.executor,
             "" if step.exit_code is None else str(step.exit_code),
             Text(reason),
@@ -442,7 +422,7 @@ class SessionView:
             Text(f"{name} \u00d7{len(members)}", style="bold"),
             _state(worst),
             str(attempts[0]) if len(attempts) == 1 else f"{attempts[0]}\u2013{attempts[-1]}",
-            _duration(span),
+            libmaestro.format_duration(span),
             ", ".join(sorted({m.step.executor for m in members if m.step.executor})),
             "",
             Text(_counts_text(counts)),
@@ -483,9 +463,9 @@ class SessionView:
             runs.add_row(
                 str(run.attempt),
                 _state(run.state.value),
-                _when(run.started_at),
-                _when(run.ended_at),
-                _duration(_seconds(run.started_at, run.ended_at, running=running)),
+                libmaestro.format_time(run.started_at),
+                libmaestro.format_time(run.ended_at),
+                libmaestro.format_duration(_seconds(run.started_at, run.ended_at, running=running)),
                 f"{run.pid}@{run.host}",
                 _counts_text(run_counts.get(run.id, Counter())),
             )
@@ -546,8 +526,8 @@ class SessionView:
                 str(record.attempt),
                 _state(record.state.value),
                 Text(reason),
-                _when(record.started_at),
-                _duration(_seconds(record.started_at, record.ended_at)),
+                libmaestro.format_time(record.started_at),
+                libmaestro.format_duration(_seconds(record.started_at, record.ended_at)),
                 "" if record.exit_code is None else str(record.exit_code),
             )
         files = Text()

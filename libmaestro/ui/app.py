@@ -14,7 +14,6 @@ import threading
 import time
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, quote
@@ -40,6 +39,7 @@ from libmaestro.state import (
     WorkflowRecord,
     run_is_alive,
 )
+from libmaestro.timefmt import format_duration, format_time
 from libmaestro.ui import data
 from libmaestro.ui.data import (
     Dashboard,
@@ -93,25 +93,6 @@ class UiSettings:
 # --- rendering -------------------------------------------------------------------------------
 
 
-def _when(at: float | None) -> str:
-    return "" if at is None else f"{datetime.fromtimestamp(at):%Y-%m-%d %H:%M:%S}"
-
-
-def _duration(seconds: float | None) -> str:
-    if seconds is None:
-        return ""
-    if seconds < 60:
-        return f"{seconds:.1f}s"
-    minutes, secs = divmod(int(seconds), 60)
-    if minutes < 60:
-        return f"{minutes}m{secs:02d}s"
-    hours, minutes = divmod(minutes, 60)
-    if hours < 24:
-        return f"{hours}h{minutes:02d}m"
-    days, hours = divmod(hours, 24)
-    return f"{days}d{hours:02d}h"
-
-
 def _environment() -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.PackageLoader("libmaestro.ui", "templates"),
@@ -121,8 +102,8 @@ def _environment() -> jinja2.Environment:
         lstrip_blocks=True,
     )
     env.filters.update(
-        when=_when,
-        duration=_duration,
+        when=format_time,
+        duration=format_duration,
         size=human_size,
     )
     env.globals.update(
