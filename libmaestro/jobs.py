@@ -64,3 +64,24 @@ class JobResult:
     @property
     def duration(self) -> float:
         return max(0.0, self.ended_at - self.started_at)
+
+
+@dataclass(frozen=True, slots=True)
+class ExitRecord:
+    """What a job's wrapper writes to its exit file as it ends: "<code> <started> <ended>".
+
+    Slurm jobs and SSH jobs write one (`.maestro.exit`), so how they ended is known even when
+    their scheduler or connection forgot them.
+    """
+
+    code: int
+    started_at: float
+    ended_at: float
+
+    @classmethod
+    def parse(cls, text: str | None) -> ExitRecord | None:
+        try:
+            fields = (text or "").split()
+            return cls(int(fields[0]), float(fields[1]), float(fields[2]))
+        except (ValueError, IndexError):
+            return None

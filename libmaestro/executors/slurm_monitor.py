@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from libmaestro.executors.slurm_client import JobStatus, SlurmClient, SlurmCommandError
-from libmaestro.jobs import JobResult, JobState
+from libmaestro.jobs import ExitRecord, JobResult, JobState
 
 log = logging.getLogger(__name__)
 
@@ -54,13 +54,6 @@ class _Watched:
     last_state: str = "PENDING"
 
 
-@dataclass(frozen=True, slots=True)
-class _ExitRecord:
-    code: int
-    started_at: float
-    ended_at: float
-
-
 def read_local_file(path: Path) -> str | None:
     try:
         return path.read_text(encoding="utf-8")
@@ -68,16 +61,8 @@ def read_local_file(path: Path) -> str | None:
         return None
 
 
-def _parse_exit_file(text: str | None) -> _ExitRecord | None:
-    try:
-        fields = (text or "").split()
-        return _ExitRecord(int(fields[0]), float(fields[1]), float(fields[2]))
-    except (ValueError, IndexError):
-        return None
-
-
 def _result(
-    watched: _Watched, status: JobStatus | None, now: float, record: _ExitRecord | None
+    watched: _Watched, status: JobStatus | None, now: float, record: ExitRecord | None
 ) -> JobResult:
     """The JobResult a terminal status (or none at all: lost) means."""
     started = record.started_at if record else watched.submitted_at
@@ -210,7 +195,7 @@ class SlurmMonitor:
                 changed |= status.state != item.last_state
                 item.last_state = status.state
                 continue
-            record = _parse_exit_file(self.read_file(item.exit_file))
+            record = ExitRecord.parse(self.read_file(item.exit_file))
             if (
                 status is not None
                 and status.state in _SUCCESS | {"FAILED"}

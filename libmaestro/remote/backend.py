@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 from libmaestro.errors import SubmitError
 from libmaestro.executors.base import Backend
-from libmaestro.jobs import JobHandle, JobResult, JobSpec, JobState
+from libmaestro.jobs import ExitRecord, JobHandle, JobResult, JobSpec, JobState
 from libmaestro.remote.connection import Host, SshError
 
 PID_FILE = ".maestro.pid"
@@ -195,13 +195,10 @@ class RemoteBackend(Backend):
             changed = True
             now = time.time()
             if kind == "exit":
-                parts = fields.split()
-                try:
-                    code, started, ended = int(parts[0]), float(parts[1]), float(parts[2])
-                except (ValueError, IndexError):
-                    code, started, ended = -1, job.submitted_at, now
-                state = JobState.SUCCEEDED if code == 0 else JobState.FAILED
-                self._finish(job, JobResult(state, code, started_at=started, ended_at=ended))
+                record = ExitRecord.parse(fields) or ExitRecord(-1, job.submitted_at, now)
+                state = JobState.SUCCEEDED if record.code == 0 else JobState.FAILED
+                self._finish(job, JobResult(state, record.code, started_at=record.started_at,
+                                            ended_at=record.ended_at))  # fmt: skip
             elif job.cancelled:
                 self._finish(job, self._ended(job, JobState.CANCELLED, "CANCELLED"))
             else:  # no exit file and no process: killed from outside, or the host rebooted
