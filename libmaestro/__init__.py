@@ -42,15 +42,6 @@ from libmaestro.config.model import (
     StagingMode,
     TimeLimit,
 )
-from libmaestro.dataflow import (
-    Dag,
-    DagResult,
-    FanOutError,
-    Node,
-    NotRunError,
-    parallelize,
-    raise_failures,
-)
 from libmaestro.errors import (
     ConfigError,
     MaestroError,
@@ -94,8 +85,6 @@ from libmaestro.state import (
     rollup_of,
     run_is_alive,
 )
-from libmaestro.templates import InitResult, list_templates
-from libmaestro.timefmt import format_duration, format_time
 
 if typing.TYPE_CHECKING:
     from libmaestro.actions import (
@@ -129,14 +118,26 @@ if typing.TYPE_CHECKING:
         extract_archive,
         list_caches,
     )
+    from libmaestro.dataflow import (
+        Dag,
+        DagResult,
+        FanOutError,
+        Node,
+        NotRunError,
+        parallelize,
+        raise_failures,
+    )
     from libmaestro.findings import BuildResult, Finding, Severity
     from libmaestro.remote.paths import RemotePath
     from libmaestro.remote.workspace import fetch, push
+    from libmaestro.templates import InitResult, list_templates
+    from libmaestro.timefmt import format_duration, format_time
 
 # What `maestro build`, `maestro bundle`, the background runs and the UI's actions need, a
 # running workflow never does: those modules are imported on first use of one of these names,
 # so `import libmaestro` in a workflow does not pay for them (build alone pulls in the whole
-# ShellCheck and bash analysis).
+# ShellCheck and bash analysis). The same goes for what only some workflows use (the dataflow
+# helpers) and what only the CLI and the UI use (project templates, time formatting).
 _LAZY = {
     **{
         name: "libmaestro.background"
@@ -162,6 +163,17 @@ _LAZY = {
         name: "libmaestro.actions"
         for name in ("ActionPlan", "ActionRefused", "ActionRequest", "apply_action", "plan_action")
     },
+    **{
+        name: "libmaestro.dataflow"
+        for name in (
+            "Dag", "DagResult", "FanOutError", "Node", "NotRunError", "parallelize",
+            "raise_failures",
+        )
+    },
+    "InitResult": "libmaestro.templates",
+    "list_templates": "libmaestro.templates",
+    "format_duration": "libmaestro.timefmt",
+    "format_time": "libmaestro.timefmt",
 }  # fmt: skip
 
 

@@ -7,8 +7,8 @@ the generator draws again, adding a number once the two-word space around it is 
 
 from __future__ import annotations
 
+import os
 import random
-import secrets
 from collections.abc import Callable
 
 ADJECTIVES = sorted(
@@ -532,6 +532,10 @@ ANIMALS = sorted(
 # After this many taken two-word draws in a row, the space is crowded: add a number.
 _TWO_WORD_ATTEMPTS = 20
 
+# The OS's randomness, which is what `secrets` draws from, without importing `secrets` (and with
+# it hmac and base64) at every workflow's start.
+_SYSTEM_RANDOM = random.SystemRandom()
+
 
 def readable_name(is_taken: Callable[[str], bool], *, rng: random.Random | None = None) -> str:
     """A two-word name such as `cheery_panther` for which `is_taken` is false.
@@ -540,7 +544,8 @@ def readable_name(is_taken: Callable[[str], bool], *, rng: random.Random | None 
         is_taken: tells whether a candidate is already in use.
         rng: a seeded generator for tests; by default names come from the OS's randomness.
     """
-    choose = rng.choice if rng is not None else secrets.choice
+    source = rng if rng is not None else _SYSTEM_RANDOM
+    choose = source.choice
     for _ in range(_TWO_WORD_ATTEMPTS):
         candidate = f"{choose(ADJECTIVES)}_{choose(ANIMALS)}"
         if not is_taken(candidate):
@@ -549,7 +554,7 @@ def readable_name(is_taken: Callable[[str], bool], *, rng: random.Random | None 
     width = 2
     while True:
         for _ in range(_TWO_WORD_ATTEMPTS):
-            number = (rng.randrange if rng is not None else secrets.randbelow)(10**width)
+            number = source.randrange(10**width)
             candidate = f"{choose(ADJECTIVES)}_{choose(ANIMALS)}_{number}"
             if not is_taken(candidate):
                 return candidate
@@ -558,4 +563,4 @@ def readable_name(is_taken: Callable[[str], bool], *, rng: random.Random | None 
 
 def random_process_id() -> str:
     """An id for a process declared without a name: short, unique, safe as a directory name."""
-    return f"process_{secrets.token_hex(4)}"
+    return f"process_{os.urandom(4).hex()}"  # what secrets.token_hex(4) returns

@@ -77,13 +77,16 @@ class _Tally:
 
     def update(self, event: ProcessEvent) -> _Group:
         """Count `event`; returns the state of the process's fan-out group after it."""
+        label = fanout_group(event.process)
         with self.lock:
-            group = self.groups.setdefault(fanout_group(event.process), _Group())
+            group = self.groups.get(label)
+            if group is None:
+                group = self.groups[label] = _Group()
             if event.kind is EventKind.STARTED:
-                self.running[event.process] = time.monotonic()
+                now = self.running[event.process] = time.monotonic()
                 group.members += 1
                 group.running += 1
-                group.first_started = group.first_started or time.monotonic()
+                group.first_started = group.first_started or now
                 return group
             if self.running.pop(event.process, None) is not None:
                 group.running -= 1
@@ -132,43 +135,80 @@ def _failure_line(event: ProcessEvent) -> str:
 
 
 class PlainDisplay:
-    """One line per event, for logs and pipes."""
+    """One line per event, for logs and pipes.
+
+    While a run is under way, lines are written in batches, at most `FLUSH_INTERVAL` apart (a
+    small thread writes what is left when no event comes): a line is a system call, and a
+    1,000-process fan-out makes 2,000 of them. A failure and the session's end are written at
+    once.
+    """
+
+    FLUSH_INTERVAL = 0.1
 
     def __init__(self, stream: TextIO, *, explain: bool = False) -> None:
         self.stream = stream
         self.explain = explain
         self.tally = _Tally()
+        self._pending: list[str] = []
+        self._lock = threading.Lock()
+        self._last_write = 0.0
+        self._running = threading.Event()  # set while the flusher thread works
 
-    def _say(self, text: str) -> None:
-        self.stream.write(f"maestro: {text}\n")
-        self.stream.flush()
+    def _say(self, text: str, *, now: bool = True) -> None:
+        line = f"maestro: {text}\n"
+        with self._lock:
+            self._pending.append(line)
+            batching = not now and self._running.is_set()
+            if batching and time.monotonic() - self._last_write < self.FLUSH_INTERVAL:
+                return  # the next line or the flusher writes it
+            self._write_pending()
+
+    def _write_pending(self) -> None:
+        """Write the lines waiting (the lock is held)."""
+        if self._pending:
+            self.stream.write("".join(self._pending))
+            self.stream.flush()
+            self._pending.clear()
+        self._last_write = time.monotonic()
+
+    def _flusher(self) -> None:
+        while self._running.is_set():
+            time.sleep(self.FLUSH_INTERVAL)
+            with self._lock:
+                if self._pending:
+                    self._write_pending()
 
     def start(self, session: Session) -> None:
         self.tally.session = session
         self._say(f"session {session.name} in {session.directory}")
+        self._running.set()
+        threading.Thread(target=self._flusher, name="maestro-display", daemon=True).start()
 
     def handle(self, event: ProcessEvent) -> None:
         self.tally.update(event)
         if event.kind is EventKind.STARTED:
             why = f": {event.reason}" if self.explain and event.reason else ""
-            self._say(f"started {event.process} ({event.executor}){why}")
+            self._say(f"started {event.process} ({event.executor}){why}", now=False)
         elif event.kind is EventKind.SKIPPED:
-            self._say(f"skipped {event.process}: {event.reason}")
+            self._say(f"skipped {event.process}: {event.reason}", now=False)
         elif event.kind is EventKind.SUCCEEDED:
             duration = event.result.duration if event.result else 0.0
-            self._say(f"done {event.process} in {_seconds(duration)}")
+            self._say(f"done {event.process} in {_seconds(duration)}", now=False)
         else:
             self._say(_failure_line(event))
 
     def finish(self, *, outcome: str) -> None:
+        self._running.clear()
         session = self.tally.session
         elapsed = _seconds(time.monotonic() - self.tally.started)
         name = session.name if session else "-"
         self._say(f"session {name} {outcome}: {self.tally.summary()} in {elapsed}")
 
     def error(self, message: str) -> None:
-        self.stream.write(f"maestro: error: {message}\n")
-        self.stream.flush()
+        self._running.clear()
+        with self._lock:
+            self._pending.append(f"maestro: error: {message}\n")
+            self._write_pending()
 
 
 class LiveDisplay:

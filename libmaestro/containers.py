@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import os
 import re
-import secrets
 import shutil
 import subprocess
 from collections.abc import Iterable, Sequence
@@ -76,7 +75,7 @@ def runtime_binary(runtime: ContainerRuntime) -> str:
 def container_name(session: str, process: str) -> str:
     """A name unique to this attempt, readable in `podman ps`: maestro-<session>-<process>-<hex>."""
     safe = _NAME_UNSAFE.sub("_", process)[:80]
-    return f"maestro-{session}-{safe}-{secrets.token_hex(3)}"
+    return f"maestro-{session}-{safe}-{os.urandom(3).hex()}"  # secrets.token_hex(3), see _names
 
 
 def session_of_container(name: str) -> str:

@@ -17,9 +17,12 @@ import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from libmaestro.analysis.references import ConfigReference, ReferenceKind
+if TYPE_CHECKING:
+    # Imported where used: only a bundled program reads its references from here, and importing
+    # the analysis package costs a plain `import libmaestro` ~3 ms.
+    from libmaestro.analysis.references import ConfigReference, ReferenceKind
 
 BUNDLE_DATA_DIR = "maestro_bundle"
 BUNDLE_INFO_FILE = "bundle.json"
@@ -72,6 +75,8 @@ class BundleInfo:
 
     @classmethod
     def from_json(cls, text: str) -> BundleInfo:
+        from libmaestro.analysis.references import ConfigReference, ReferenceKind
+
         data = json.loads(text)
         return cls(
             name=data["name"],
@@ -102,6 +107,8 @@ def bundle_info() -> BundleInfo:
 
 
 def help_text(info: BundleInfo) -> str:
+    from libmaestro.analysis.references import ReferenceKind
+
     args = ", ".join(info.names(ReferenceKind.ARG)) or "none"
     inputs = ", ".join(info.names(ReferenceKind.INPUTS)) or "none"
     executors = ", ".join(info.names(ReferenceKind.EXECUTOR)) or "none"

@@ -26,12 +26,15 @@ from collections import Counter, deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from libmaestro import _svg
 from libmaestro._fs import atomic_write_text
 from libmaestro.errors import MaestroError, ProjectError, UnsupportedError
 from libmaestro.layout import GRAPH_FILE, WORK_DIR_NAME
+
+if TYPE_CHECKING:
+    # Imported where a picture is drawn: a running workflow records its graph, never draws it.
+    from libmaestro import _svg
 
 log = logging.getLogger(__name__)
 
@@ -199,15 +202,7 @@ class ProcessGraph:
         with self._lock:
             nodes = list(self._nodes.values())
             edges = list(self._edges)
-        return {
-            "format": "maestro-graph",
-            "version": FORMAT_VERSION,
-            "nodes": [
-                {"id": n.id, "label": n.label, "state": n.state.value, "group": n.group}
-                for n in nodes
-            ],
-            "edges": [[source, target] for source, target in edges],
-        }
+        return graph_data(((n.id, n.label, n.state, n.group) for n in nodes), edges)
 
     @classmethod
     def from_dict(cls, data: object) -> ProcessGraph:
@@ -244,12 +239,35 @@ class ProcessGraph:
 
     def to_json(self) -> str:
         """The graph.json text."""
-        return json.dumps(self.to_dict(), ensure_ascii=False, separators=(",", ":")) + "\n"
+        return graph_text(self.to_dict())
 
     @classmethod
     def from_json(cls, text: str) -> ProcessGraph:
         """Parse graph.json text; ValueError (json.JSONDecodeError included) if it is invalid."""
         return cls.from_dict(json.loads(text))
+
+
+def graph_data(
+    nodes: Iterable[tuple[str, str, NodeState, str | None]], edges: Iterable[tuple[str, str]]
+) -> dict[str, Any]:
+    """The graph.json data of `nodes` (id, label, state, group) and `edges` (source, target).
+
+    A run's recorder writes its graph with this directly, without a `ProcessGraph`.
+    """
+    return {
+        "format": "maestro-graph",
+        "version": FORMAT_VERSION,
+        "nodes": [
+            {"id": node_id, "label": label, "state": state.value, "group": group}
+            for node_id, label, state, group in nodes
+        ],
+        "edges": [[source, target] for source, target in edges],
+    }
+
+
+def graph_text(data: dict[str, Any]) -> str:
+    """The graph.json text of `graph_data`'s result."""
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":")) + "\n"
 
 
 def _levels(ids: list[str], edges: list[tuple[str, str]]) -> dict[str, int]:
@@ -582,6 +600,8 @@ def to_svg(
                 "Graphviz's `dot` is not on PATH; install graphviz, or use the built-in layout"
             )
         if dot is not None:
+            from libmaestro import _svg
+
             try:
                 return _svg.graphviz_svg(dot, "\n".join(_dot_lines(graph, legend=True)), timeout)
             except _svg.GraphvizError as exc:
@@ -592,6 +612,8 @@ def to_svg(
 
 
 def _draw(graph: ProcessGraph) -> str:
+    from libmaestro import _svg
+
     nodes = {n.id: n for n in graph.nodes}
     layers = [[_box(nodes[node_id]) for node_id in layer] for layer in graph.layers()]
     legend = [
@@ -603,6 +625,8 @@ def _draw(graph: ProcessGraph) -> str:
 
 
 def _box(node: GraphNode) -> _svg.Box:
+    from libmaestro import _svg
+
     style = _STYLES[node.state]
     label = _printable(node.label)
     return _svg.Box(

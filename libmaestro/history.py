@@ -33,8 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import psutil
-
+from libmaestro._proctree import own_start_time
 from libmaestro.config.model import ExecutorConfig
 from libmaestro.jobs import JobResult
 from libmaestro.process import Process, fanout_group
@@ -117,6 +116,27 @@ def fingerprint(path: Path, info: os.stat_result | None = None) -> Fingerprint |
         return None
     digest = _sha256_of(path, info.st_size) if info.st_size <= HASH_LIMIT else None
     return Fingerprint(path=path, size=info.st_size, mtime_ns=info.st_mtime_ns, sha256=digest)
+
+
+def fingerprint_as_taken(path: Path, info: os.stat_result | None) -> Fingerprint | None:
+    """`fingerprint(path, info)`, taken later than `info` was: the run history's writer thread
+    fingerprints a step's files after the step's thread has moved on.
+
+    The content hash is kept only if the file still has the size and mtime `info` saw after it
+    was read: a file rewritten in between is recorded with no hash, which a later resume treats
+    as changed (it reruns the step) rather than trusting content it never saw.
+    """
+    if info is None or stat.S_ISDIR(info.st_mode) or not isinstance(path, Path):
+        return fingerprint(path, info)  # nothing earlier to hold it to
+    as_seen = Fingerprint(path=path, size=info.st_size, mtime_ns=info.st_mtime_ns)
+    try:
+        found = fingerprint(path, info)
+        now = os.stat(path)  # noqa: PTH116  # a quarter of Path.stat's cost
+    except OSError:  # gone or unreadable since: what was seen is all there is to record
+        return as_seen
+    if found is None or now.st_size != info.st_size or now.st_mtime_ns != info.st_mtime_ns:
+        return as_seen
+    return found
 
 
 def _tree_fingerprint(root: Path) -> Fingerprint:
@@ -336,9 +356,8 @@ class RunHistory:
         resuming: bool,
         explain: bool,
     ) -> RunHistory:
-        me = psutil.Process()
         run = store.start_run(
-            workflow.id, pid=me.pid, pid_start_time=me.create_time(), command=tuple(sys.argv)
+            workflow.id, pid=os.getpid(), pid_start_time=own_start_time(), command=tuple(sys.argv)
         )
         # One bulk query instead of one per process: deciding that a 10,000-step instance is
         # up to date must take well under a second.
@@ -390,18 +409,20 @@ class RunHistory:
         token = next(self._tokens)
         with self._pending_lock:
             self._not_yet_written[token] = None
-        # The inputs as the step is about to read them: fingerprinted at its end instead, an
-        # input edited while the step ran was recorded as the one it used, and the next resume
-        # reused the output made from the old content.
+        # The inputs as the step is about to read them: their stat now, their content hash in the
+        # writer thread, kept only if the file still has that stat (`fingerprint_as_taken`).
+        # Fingerprinted at its end instead, an input edited while the step ran was recorded as
+        # the one it used, and the next resume reused the output made from the old content.
         known = input_stats or {}
-        recorded_inputs = [
-            fp for var, path in process.inputs.items() if (fp := fingerprint(path, known.get(var)))
-        ]
+        inputs = [(path, known.get(var)) for var, path in process.inputs.items()]
 
         def write() -> None:
+            recorded_inputs = [
+                fp for path, info in inputs if (fp := fingerprint_as_taken(path, info))
+            ]
             with self._pending_lock:
                 running_since = self._not_yet_written.pop(token, None)
-            step = self.store.start_step(
+            self._ids[token] = self.store.add_step(
                 self.run.id,
                 process=process.name,
                 state=StepState.PENDING if running_since is None else StepState.RUNNING,
@@ -413,7 +434,6 @@ class RunHistory:
                 reason=decision.text,
                 started_at=running_since,
             )
-            self._ids[token] = step.id
 
         self.writer.submit(write)
         return token
@@ -455,25 +475,25 @@ class RunHistory:
     ) -> None:
         """The step succeeded; `stats` are the outputs' `os.stat` (by name) taken by the check.
 
-        Fingerprints are taken now, after the outputs were verified, and written in the same
-        transaction as the success: a crash in between leaves a step that did not succeed,
-        never the reverse.
+        Fingerprints are of the outputs as verified (their stat then; the content hash is taken
+        by the writer thread, off the step's path, see `fingerprint_as_taken`) and written in
+        the same transaction as the success: a crash in between leaves a step that did not
+        succeed, never the reverse.
         """
         known = stats or {}
-        recorded_outputs = [
-            fp for var, path in outputs.items() if (fp := fingerprint(path, known.get(var)))
-        ]
-        self._on_step(
-            token,
-            lambda step_id: self.store.succeed_step(
+        taken = [(path, known.get(var)) for var, path in outputs.items()]
+
+        def write(step_id: int) -> None:
+            self.store.record_success(
                 step_id,
-                outputs=recorded_outputs,
+                outputs=[fp for path, info in taken if (fp := fingerprint_as_taken(path, info))],
                 exit_code=result.exit_code,
                 ended_at=result.ended_at,
                 max_rss_kib=result.max_rss_kib,
                 cpu_seconds=(result.user_seconds or 0.0) + (result.system_seconds or 0.0),
-            ),
-        )
+            )
+
+        self._on_step(token, write)
 
     def failed(self, token: int, result: JobResult | None, error: str) -> None:
         self._on_step(

@@ -11,9 +11,12 @@ import hashlib
 import json
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from libmaestro._fs import atomic_write_text
-from libmaestro.analysis import ConfigReference, ModuleSource, ReferenceKind
+
+if TYPE_CHECKING:
+    from libmaestro.analysis import ConfigReference, ModuleSource
 
 MANIFEST_FILE = ".maestro/manifest.json"
 MANIFEST_VERSION = 1
@@ -57,6 +60,9 @@ def manifest_references(root: Path, entry: Path) -> list[ConfigReference] | None
     None means "parse the source instead": no manifest, another entry module, or any module
     changed, vanished or unreadable.
     """
+    # Imported here, like in `startup`: `import libmaestro` alone should not load the analysis.
+    from libmaestro.analysis import ConfigReference, ReferenceKind
+
     try:
         data = json.loads((root / MANIFEST_FILE).read_text(encoding="utf-8"))
         if data.get("version") != MANIFEST_VERSION:

@@ -77,18 +77,29 @@ def validate_process_name(name: str) -> str:
 
 def validate_variable(name: str, *, role: str, process: str) -> str:
     """Return `name` if it can be a shell variable injected into the script, else raise."""
-    if not isinstance(name, str) or not _IDENTIFIER.match(name):
-        raise ProcessDefinitionError(
-            f"process {process!r}: {role} name {name!r} is not a shell variable name; "
-            "use letters, digits and '_', not starting with a digit (for example 'reads_1')"
-        )
-    if name in RESERVED_VARIABLES or name.startswith(_RESERVED_PREFIXES):
+    problem = _variable_problem(name) if isinstance(name, str) else "not a name"
+    if problem is None:
+        return name
+    if problem == "reserved":
         raise ProcessDefinitionError(
             f"process {process!r}: {role} name {name!r} would override an environment variable "
             "that bash or maestro relies on; choose another name (for example "
             f"'{name.lower()}_file')"
         )
-    return name
+    raise ProcessDefinitionError(
+        f"process {process!r}: {role} name {name!r} is not a shell variable name; "
+        "use letters, digits and '_', not starting with a digit (for example 'reads_1')"
+    )
+
+
+@functools.lru_cache(maxsize=4096)
+def _variable_problem(name: str) -> str | None:
+    """What makes `name` unusable as a variable, or None. Cached: a fan-out repeats its names."""
+    if not _IDENTIFIER.match(name):
+        return "not a name"
+    if name in RESERVED_VARIABLES or name.startswith(_RESERVED_PREFIXES):
+        return "reserved"
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,7 +174,7 @@ def _as_path(value: object, *, role: str, var: str, process: str) -> Path:
     if isinstance(value, (str, os.PathLike)):
         text = os.fspath(value)
         if isinstance(text, str) and text and "\x00" not in text and "\n" not in text:
-            return Path(text)
+            return value if type(value) is _PATH_TYPE else Path(text)
     hint = ""
     if isinstance(value, (list, tuple)):
         hint = " (one path per variable; give each file its own name, or use parallelize)"
@@ -171,6 +182,25 @@ def _as_path(value: object, *, role: str, var: str, process: str) -> Path:
         f"process {process!r}: {role} {var!r} must be one path (a str or pathlib.Path without "
         f"newlines), got {type(value).__name__} {value!r}{hint}"
     )
+
+
+_PATH_TYPE = type(Path())  # PosixPath here: a value of exactly this type is used as it is
+
+
+@functools.lru_cache(maxsize=4096)
+def _relative_output(text: str) -> Path | None:
+    """`text` as an output path relative to the working directory, or None if it is not one.
+
+    Cached by text: a fan-out declares the same output names for every item.
+    """
+    if not text or "\x00" in text or "\n" in text:
+        return None
+    path = Path(text)
+    # `not path.parts` is "." (or "./"): the working directory itself, not an output; the
+    # runner also needs a first path part to keep inputs from taking its name.
+    if path.is_absolute() or ".." in path.parts or not path.parts:
+        return None
+    return path
 
 
 def _absolute(path: Path) -> Path:
@@ -221,16 +251,17 @@ class Process:
         checked_outputs: dict[str, Path] = {}
         for key, value in dict(outputs or {}).items():
             validate_variable(key, role="output", process=name)
-            path = _as_path(value, role="output", var=key, process=name)
-            # `not path.parts` is "." (or "./"): the working directory itself, not an output;
-            # the runner also needs a first path part to keep inputs from taking its name.
-            if path.is_absolute() or ".." in path.parts or not path.parts:
+            relative = _relative_output(value) if type(value) is str else None
+            if relative is None:  # not a plain relative str: check it the long way
+                path = _as_path(value, role="output", var=key, process=name)
+                relative = _relative_output(os.fspath(path))
+            if relative is None:
                 raise ProcessDefinitionError(
                     f"process {name!r}: output {key!r} = {str(path)!r} must be a path relative to "
                     "the process's working directory, without '..' and naming a file or "
                     "directory in it (for example 'out/result.txt')"
                 )
-            checked_outputs[key] = path
+            checked_outputs[key] = relative
         checked_args: dict[str, str] = {}
         for key, raw in dict(args or {}).items():
             validate_variable(key, role="arg", process=name)

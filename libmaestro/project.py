@@ -12,15 +12,16 @@ import posixpath
 import signal
 import subprocess
 import sys
-import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from libmaestro.errors import ProjectError
-from libmaestro.templates import InitResult, render_template
+
+if TYPE_CHECKING:
+    from libmaestro.templates import InitResult
 
 DEFAULT_ENTRY = "workflow.py"
 JOBS_ENV_VAR = "MAESTRO_JOBS"  # `maestro run --jobs N`: overrides [tool.maestro] max_parallel
@@ -132,6 +133,8 @@ def read_pyproject(root: Path) -> tuple[ProjectSettings, str | None]:
     pyproject = root / "pyproject.toml"
     if not pyproject.is_file():
         return ProjectSettings(), None
+    import tomllib  # imported here: only a directory with a pyproject.toml needs it
+
     try:
         data = tomllib.loads(pyproject.read_text(encoding="utf-8"))
     except (OSError, tomllib.TOMLDecodeError) as exc:
@@ -167,6 +170,8 @@ def find_project(target: Path) -> Project:
 
 def init_project(directory: Path, *, template: str = "default", force: bool = False) -> InitResult:
     """Create a new project from a scaffold (see `libmaestro.templates`)."""
+    from libmaestro.templates import render_template  # only `maestro init` needs the scaffolds
+
     return render_template(template, directory, force=force)
 
 

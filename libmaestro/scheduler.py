@@ -81,6 +81,7 @@ class Scheduler:
         self.never_started = 0  # tasks dropped by stop(): fan-out items and DAG nodes
         self._tickets = itertools.count()
         self._waiting: dict[str, deque[int]] = {}  # executor name -> tickets waiting for a slot
+        self._slot_waiters = 0  # threads in acquire's waiting loop
 
     # ----------------------------------------------------------------------------- slots
     def _weight(self, executor: ExecutorConfig) -> int:
@@ -97,31 +98,47 @@ class Scheduler:
         of different executors never wait for each other's turn.
         """
         weight = self._weight(executor)
+        name = executor.name
         with self._cond:
+            if self._stopping:
+                raise StoppedError
+            if not self._waiting.get(name) and self._fits(executor, weight):
+                self._take(name, weight)  # nobody ahead and room now: the common case
+                return
             ticket = next(self._tickets)
-            queue = self._waiting.setdefault(executor.name, deque())
+            queue = self._waiting.setdefault(name, deque())
             queue.append(ticket)
+            self._slot_waiters += 1
             try:
                 while True:
                     if self._stopping:
                         raise StoppedError
-                    cpu_ok = self._cpus_in_use + weight <= self.cpu_budget
-                    count = self._per_executor.get(executor.name, 0)
-                    executor_ok = executor.max_parallel is None or count < executor.max_parallel
-                    if queue[0] == ticket and cpu_ok and executor_ok:
-                        self._cpus_in_use += weight
-                        self._per_executor[executor.name] = count + 1
+                    if queue[0] == ticket and self._fits(executor, weight):
+                        self._take(name, weight)
                         return
                     self._slots.wait(_WAIT_SLICE)
             finally:
                 queue.remove(ticket)
+                self._slot_waiters -= 1
                 self._slots.notify_all()  # the next in line may go now
+
+    def _fits(self, executor: ExecutorConfig, weight: int) -> bool:
+        """Whether a process of `executor` weighing `weight` CPUs may start now (lock held)."""
+        if self._cpus_in_use + weight > self.cpu_budget:
+            return False
+        limit = executor.max_parallel
+        return limit is None or self._per_executor.get(executor.name, 0) < limit
+
+    def _take(self, name: str, weight: int) -> None:
+        self._cpus_in_use += weight
+        self._per_executor[name] = self._per_executor.get(name, 0) + 1
 
     def release(self, executor: ExecutorConfig) -> None:
         with self._cond:
             self._cpus_in_use -= self._weight(executor)
             self._per_executor[executor.name] -= 1
-            self._slots.notify_all()
+            if self._slot_waiters:
+                self._slots.notify_all()
 
     # ----------------------------------------------------------------------------- tasks
     def open_batch(self, *, limit: int | None = None) -> Batch:

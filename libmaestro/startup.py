@@ -7,15 +7,19 @@ that this run never takes is still checked.
 
 from __future__ import annotations
 
-import difflib
 import shutil
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from libmaestro.analysis import ConfigReference, ReferenceKind
 from libmaestro.config.model import ExecutorType, ProjectConfig, SshTarget
 from libmaestro.containers import runtime_problem
+
+if TYPE_CHECKING:
+    # The checks import the analysis package when they run, so that `import libmaestro` (which
+    # imports this module) does not load it for programs that never start a workflow.
+    from libmaestro.analysis import ConfigReference
 
 PROJECT_MARKER = "[tool.maestro]"
 
@@ -36,6 +40,8 @@ def project_root(entry: Path) -> Path:
 
 
 def _suggest(name: str, defined: Iterable[str]) -> str:
+    import difflib  # only a failed check needs it
+
     names = sorted(defined)
     close = difflib.get_close_matches(name, names, n=1)
     listed = ", ".join(names) if names else "none"
@@ -61,6 +67,8 @@ def check_references(
     config: ProjectConfig | None, references: Sequence[ConfigReference]
 ) -> list[ReferenceProblem]:
     """One problem per request that the configuration cannot satisfy, located at its site."""
+    from libmaestro.analysis import ReferenceKind  # see the imports
+
     problems: list[ReferenceProblem] = []
 
     def add(ref: ConfigReference, message: str) -> None:
@@ -115,6 +123,8 @@ def check_backends(
     """
     if config is None:
         return []
+    from libmaestro.analysis import ReferenceKind  # see the imports
+
     problems: list[ReferenceProblem] = []
     checked: set[str] = set()
     remote: dict[SshTarget, list[tuple[str, int | None]]] = {}

@@ -1,5 +1,6 @@
 """How each field of an `[executor.NAME]` table is checked: one function per field, each
-reporting every problem it finds with the key it is at (see `load.py`, which uses `FIELD_CHECKS`).
+reporting every problem it finds with the key it is at (see `_schema.py`, which uses
+`FIELD_CHECKS`).
 """
 
 from __future__ import annotations

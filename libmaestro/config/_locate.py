@@ -1,6 +1,6 @@
-"""Line numbers for keys in a TOML text, which tomlkit's unwrapped values no longer carry.
+"""Line numbers for keys in a TOML text, which parsed TOML values no longer carry.
 
-`KeyLocator(text)` scans a document that tomlkit has already parsed without error and records the
+`KeyLocator(text)` scans a document that has already been parsed without error and records the
 first line on which each key path appears: table headers (`[executor.slurm_base]`), `key = value`
 lines (also dotted keys, `time.hours = 2`) and the keys of inline tables. Because the text is
 known to be valid TOML, the scanner only has to skip values correctly (strings of all four kinds,
@@ -9,7 +9,8 @@ multi-line arrays, comments); it never reports errors itself.
 `Issues` collects the problems of one file with their lines, and the helpers below word them
 consistently: what was found (`describe`) and what was expected (`one_of`, `unknown_key`). The
 checks of single values (`choice`, `text_value`, `integer`, `strings`) and the wording of TOML
-syntax errors (`syntax_issue`) live here too, so that `load.py` holds only the Maestro.toml schema.
+syntax errors (`syntax_issue`) live here too, so that `_schema.py` holds only the Maestro.toml
+schema.
 """
 
 from __future__ import annotations
@@ -22,11 +23,12 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
-
-from tomlkit.exceptions import ParseError, TOMLKitError
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from libmaestro.errors import ConfigIssue
+
+if TYPE_CHECKING:
+    from tomlkit.exceptions import TOMLKitError
 
 Keys = tuple[str, ...]
 _E = TypeVar("_E", bound=enum.Enum)
@@ -49,7 +51,7 @@ class KeyLocator:
         try:
             self._scan_document()
         except (IndexError, ValueError):
-            # Only reachable for text tomlkit accepted but this scanner does not understand;
+            # Only reachable for text the TOML parser accepted but this scanner does not understand;
             # the lines found so far are still right, and the rest fall back to None.
             pass
 
@@ -349,6 +351,8 @@ def strings(value: object, keys: Keys, issues: Issues, example: str) -> list[str
 
 def syntax_issue(exc: TOMLKitError, text: str, path: Path) -> ConfigIssue:
     """Turn tomlkit's error into an issue: its line, its message without the position suffix."""
+    from tomlkit.exceptions import ParseError  # only a file that does not parse needs tomlkit
+
     if isinstance(exc, ParseError):
         line: int | None = exc.line
     else:  # tomlkit reports a key defined twice across tables without a position

@@ -11,8 +11,6 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import psutil
-
 from libmaestro._proctree import terminate_tree
 from libmaestro.executors.base import Backend
 from libmaestro.jobs import JobHandle, JobResult, JobSpec, JobState
@@ -172,6 +170,8 @@ class LocalBackend(Backend):
             thread.join()
 
     def _terminate(self, backend_id: str, target: _Running, grace: float) -> None:
+        import psutil  # ~10 ms to import: only stopping a job needs it
+
         try:
             # Not reaped yet (see the class docstring), so this PID is still the job's.
             with contextlib.suppress(psutil.NoSuchProcess):

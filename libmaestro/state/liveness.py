@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import socket
 
-import psutil
-
 from libmaestro.state.records import RunRecord
 
 # Two create_time readings of one process agree to the clock tick; a reused pid belongs to a
@@ -27,6 +25,9 @@ def run_is_alive(run: RunRecord, *, hostname: str | None = None) -> bool:
     here = socket.gethostname() if hostname is None else hostname
     if run.host and run.host != here:
         return True
+    # Imported here (~10 ms): a store with no run left running never asks.
+    import psutil
+
     try:
         proc = psutil.Process(run.pid)
         if (

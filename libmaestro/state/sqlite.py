@@ -225,6 +225,39 @@ class SqliteStateStore(SqliteDatabase):
         reason: str = "",
     ) -> StepRecord:
         """See `StateStore.start_step`; `reason` says why the step runs (resume explains it)."""
+        return self.step(
+            self.add_step(
+                run_id,
+                process=process,
+                state=state,
+                cache_key=cache_key,
+                executor=executor,
+                workdir=workdir,
+                job_id=job_id,
+                group=group,
+                inputs=inputs,
+                started_at=started_at,
+                reason=reason,
+            )
+        )
+
+    def add_step(
+        self,
+        run_id: int,
+        *,
+        process: str,
+        state: StepState = StepState.RUNNING,
+        cache_key: str = "",
+        executor: str = "",
+        workdir: Path | None = None,
+        job_id: str = "",
+        group: str = "",
+        inputs: Sequence[Fingerprint] = (),
+        started_at: float | None = None,
+        reason: str = "",
+    ) -> int:
+        """`start_step` returning only the new step's id: the run history records a step per
+        process and needs nothing else back, and reading the record back doubled the cost."""
         if state is StepState.SKIPPED:
             raise StateTransitionError("record skipped steps with record_skipped")
         check_transition(None, state, step=process)
@@ -245,7 +278,7 @@ class SqliteStateStore(SqliteDatabase):
                 reason=reason,
             )
             self._insert_inputs(conn, run.workflow_id, step_id, inputs)
-            return self._get_step(conn, step_id)
+            return step_id
 
     def record_skipped(
         self, run_id: int, *, reused: int, group: str | None = None, reason: str = Reason.UP_TO_DATE
@@ -331,6 +364,29 @@ class SqliteStateStore(SqliteDatabase):
         cpu_seconds: float | None = None,
     ) -> StepRecord:
         """See `StateStore.succeed_step`."""
+        self.record_success(
+            step_id,
+            outputs=outputs,
+            inputs=inputs,
+            exit_code=exit_code,
+            ended_at=ended_at,
+            max_rss_kib=max_rss_kib,
+            cpu_seconds=cpu_seconds,
+        )
+        return self.step(step_id)
+
+    def record_success(
+        self,
+        step_id: int,
+        *,
+        outputs: Sequence[Fingerprint],
+        inputs: Sequence[Fingerprint] = (),
+        exit_code: int | None = 0,
+        ended_at: float | None = None,
+        max_rss_kib: int | None = None,
+        cpu_seconds: float | None = None,
+    ) -> None:
+        """`succeed_step` without reading the record back (see `add_step`)."""
         with self._write() as conn:
             step = self._get_step(conn, step_id)
             check_transition(
@@ -354,7 +410,6 @@ class SqliteStateStore(SqliteDatabase):
                 "cpu_seconds": cpu_seconds,
             }
             self._update_step(conn, step_id, updates)
-            return self._get_step(conn, step_id)
 
     def fail_step(
         self,

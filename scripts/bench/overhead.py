@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -75,10 +74,14 @@ def timed(argv: list[str], cwd: Path, env: dict[str, str]) -> float:
 
 
 def fresh(base: Path, name: str) -> Path:
-    path = base / name
-    shutil.rmtree(path, ignore_errors=True)
-    path.mkdir()
-    return path
+    """A new, empty directory for one run.
+
+    Earlier runs' files stay until the whole benchmark ends (its temporary directory goes then):
+    deleting thousands of files right before a run makes that run's file creation slower on
+    some file systems (ext4 without a journal skips recently freed inodes), which a user's run
+    does not meet, and it hits maestro (four entries per process) more than the floors (one).
+    """
+    return Path(tempfile.mkdtemp(prefix=f"{name}-", dir=base))
 
 
 WARM_UP_N = 20  # processes per program in the warm-up run (see the module docstring)
