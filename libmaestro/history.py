@@ -46,6 +46,7 @@ from libmaestro.state import (
     SqliteStateStore,
     StateError,
     StepState,
+    StepSuccess,
     WorkflowRecord,
     default_store_path,
 )
@@ -164,27 +165,39 @@ _KEY_ENCODER = json.JSONEncoder(sort_keys=True)
 
 
 @functools.lru_cache(maxsize=256)
-def _executor_key(executor: ExecutorConfig) -> dict[str, object]:
-    """The executor's part of a cache key (read-only: it is shared by every key that uses it)."""
+def _executor_key(executor: ExecutorConfig) -> str:
+    """The executor's part of a cache key, encoded (shared by every key that uses it)."""
     container = executor.container
-    return {
-        "type": executor.type.value,
-        "container": f"{container.runtime.value}:{container.image}" if container else None,
-        "modules": list(executor.modules),
-    }
+    return _KEY_ENCODER.encode(
+        {
+            "type": executor.type.value,
+            "container": f"{container.runtime.value}:{container.image}" if container else None,
+            "modules": list(executor.modules),
+        }
+    )
+
+
+@functools.lru_cache(maxsize=256)
+def _script_key(text: str) -> str:
+    """A script's part of a cache key, encoded once per script (a fan-out repeats it)."""
+    return _KEY_ENCODER.encode(text)
 
 
 def step_key(process: Process, executor: ExecutorConfig) -> str:
-    """The cache key of a process call, as JSON so a later run can say what changed."""
-    key = {
-        "v": KEY_VERSION,
-        "script": process.prepared.text,
-        "args": dict(process.args),
-        "executor": _executor_key(executor),
-        "inputs": {var: str(path) for var, path in process.inputs.items()},
-        "outputs": {var: str(rel) for var, rel in process.outputs.items()},
-    }
-    return _KEY_ENCODER.encode(key)  # sorts every level's keys
+    """The cache key of a process call, as JSON so a later run can say what changed.
+
+    The text is exactly `json.dumps(key, sort_keys=True)` of {"v", "script", "args", "executor",
+    "inputs", "outputs"}, put together from its parts so the parts every call of a fan-out
+    shares (the script, the executor) are encoded once.
+    """
+    encode = _KEY_ENCODER.encode
+    inputs = {var: str(path) for var, path in process.inputs.items()}
+    outputs = {var: str(rel) for var, rel in process.outputs.items()}
+    return (
+        f'{{"args": {encode(process.args)}, "executor": {_executor_key(executor)}, '
+        f'"inputs": {encode(inputs)}, "outputs": {encode(outputs)}, '
+        f'"script": {_script_key(process.prepared.text)}, "v": {KEY_VERSION}}}'
+    )
 
 
 def _first_difference(old: str, new: str) -> int:
@@ -334,6 +347,8 @@ class RunHistory:
     # token -> None while its step waits for a slot, or when it started running; removed once
     # the step's first record is written.
     _not_yet_written: dict[int, float | None] = field(default_factory=dict)
+    # token -> its success, for a step that ended before its first record was written.
+    _ended_unwritten: dict[int, Callable[[], StepSuccess]] = field(default_factory=dict)
     _pending_lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
@@ -422,7 +437,8 @@ class RunHistory:
             ]
             with self._pending_lock:
                 running_since = self._not_yet_written.pop(token, None)
-            self._ids[token] = self.store.add_step(
+                ended = self._ended_unwritten.pop(token, None)
+            step_id = self.store.add_step(
                 self.run.id,
                 process=process.name,
                 state=StepState.PENDING if running_since is None else StepState.RUNNING,
@@ -433,7 +449,10 @@ class RunHistory:
                 inputs=recorded_inputs,
                 reason=decision.text,
                 started_at=running_since,
+                success=None if ended is None else ended(),
             )
+            if ended is None:
+                self._ids[token] = step_id
 
         self.writer.submit(write)
         return token
@@ -483,9 +502,8 @@ class RunHistory:
         known = stats or {}
         taken = [(path, known.get(var)) for var, path in outputs.items()]
 
-        def write(step_id: int) -> None:
-            self.store.record_success(
-                step_id,
+        def success() -> StepSuccess:
+            return StepSuccess(
                 outputs=[fp for path, info in taken if (fp := fingerprint_as_taken(path, info))],
                 exit_code=result.exit_code,
                 ended_at=result.ended_at,
@@ -493,7 +511,11 @@ class RunHistory:
                 cpu_seconds=(result.user_seconds or 0.0) + (result.system_seconds or 0.0),
             )
 
-        self._on_step(token, write)
+        with self._pending_lock:
+            if token in self._not_yet_written:  # it ended before its start was written:
+                self._ended_unwritten[token] = success  # one insert records both
+                return
+        self._on_step(token, lambda step_id: self.store.record_success(step_id, success()))
 
     def failed(self, token: int, result: JobResult | None, error: str) -> None:
         self._on_step(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,8 +33,8 @@ class JobSpec:
     workdir: Path
     argv: Sequence[str]  # the command, already wrapped (modules, container) by the runner
     env: Mapping[bytes, bytes]  # the complete environment of the job
-    stdout: Path
-    stderr: Path
+    stdout: str | os.PathLike[str]
+    stderr: str | os.PathLike[str]
     # Only the variables maestro injects (inputs, outputs, args, MAESTRO_*): what a job on
     # another host gets, where this machine's environment means nothing.
     variables: Mapping[str, str] = field(default_factory=dict)

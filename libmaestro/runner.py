@@ -108,14 +108,16 @@ def _shebang_interpreter(text: str) -> tuple[str, ...] | None:
 
 
 def _command(
-    script: Path,
+    script: str,
+    workdir: Path,
     executor: ExecutorConfig,
     *,
     session: Session,
     process: Process,
     variables: dict[str, str],
 ) -> list[str]:
-    """The job's argv: the script, inside its container if any, after `module load` if any.
+    """The job's argv: `script` (in `workdir`), inside its container if any, after `module load`
+    if any.
 
     Modules are loaded outside the container: on clusters they are what provides the runtime.
     A plain local job starts the script's interpreter directly (see `_shebang_command`).
@@ -124,15 +126,15 @@ def _command(
         executor.type is ExecutorType.LOCAL
         and executor.container is None
         and not executor.modules
-        and (direct := _shebang_command(process.prepared.text, str(script))) is not None
+        and (direct := _shebang_command(process.prepared.text, script)) is not None
     ):
         return direct
-    command = [str(script)]
+    command = [script]
     if executor.container is not None:
         command = container_command(
             executor.container,
             name=container_name(session.name, process.name),
-            workdir=script.parent,
+            workdir=workdir,
             command=command,
             env_names=variables,
         )
@@ -149,17 +151,20 @@ def _variables(
     workdir: Path,
     staged: dict[str, Path],
     outputs: Mapping[str, Path] | None = None,
+    *,
+    workdir_text: str | None = None,
 ) -> dict[str, str]:
     """The variables maestro injects into the script: its own, the inputs, outputs and args.
 
-    `outputs` are the outputs' paths in `workdir` when the caller has them already.
+    `outputs` are the outputs' paths in `workdir` when the caller has them already, and
+    `workdir_text` is `str(workdir)`.
     """
     if outputs is None:
         outputs = {var: workdir / rel for var, rel in process.outputs.items()}
     ours: dict[str, str] = {
         "MAESTRO_SESSION": session.name,
         "MAESTRO_PROCESS": process.name,
-        "MAESTRO_WORKDIR": str(workdir),
+        "MAESTRO_WORKDIR": str(workdir) if workdir_text is None else workdir_text,
     }
     ours.update({var: str(path) for var, path in staged.items()})
     ours.update({var: str(path) for var, path in outputs.items()})
@@ -543,19 +548,23 @@ def run_process(process: Process, *, executor: ExecutorConfig, session: Session)
     for rel in process.outputs.values():
         if len(rel.parts) > 1:
             (workdir / rel).parent.mkdir(parents=True, exist_ok=True)
-    script = workdir / SCRIPT_FILE
+    # Maestro's own files as strings: a Path per file costs more than the rest of this.
+    here = str(workdir)
+    script = f"{here}/{SCRIPT_FILE}"
     write_new_file(script, process.prepared.text, mode=0o755)
     outputs = _outputs(process, workdir)  # returned once verified; the paths are needed before
     paths = outputs.as_dict()
-    variables = _variables(session, process, workdir, staged, paths)
+    variables = _variables(session, process, workdir, staged, paths, workdir_text=here)
     spec = JobSpec(
         session=session.name,
         process=process.name,
         workdir=workdir,
-        argv=_command(script, executor, session=session, process=process, variables=variables),
+        argv=_command(
+            script, workdir, executor, session=session, process=process, variables=variables
+        ),
         env=_environment(variables),
-        stdout=workdir / STDOUT_FILE,
-        stderr=workdir / STDERR_FILE,
+        stdout=f"{here}/{STDOUT_FILE}",
+        stderr=f"{here}/{STDERR_FILE}",
     )
     step_id = (
         history.started(process, executor, workdir, decision, input_stats=input_stats)
@@ -588,7 +597,9 @@ def run_process(process: Process, *, executor: ExecutorConfig, session: Session)
             else EventKind.FAILED
         )
         session.emit(
-            ProcessEvent(kind, process.name, name, workdir, time.time(), result, error, spec.stderr)
+            ProcessEvent(
+                kind, process.name, name, workdir, time.time(), result, error, Path(spec.stderr)
+            )
         )
         raise error
     if history and step_id is not None:

@@ -130,7 +130,12 @@ def run_remote_process(
         process=process.name,
         workdir=local_workdir,
         argv=runner._command(
-            Path(str(script)), executor, session=session, process=process, variables=variables
+            str(script),
+            local_workdir,
+            executor,
+            session=session,
+            process=process,
+            variables=variables,
         ),
         env={},
         stdout=local_workdir / runner.STDOUT_FILE,
@@ -166,7 +171,7 @@ def run_remote_process(
             else EventKind.FAILED
         )
         session.emit(ProcessEvent(kind, process.name, name, local_workdir, time.time(), result,
-                                  error, spec.stderr))  # fmt: skip
+                                  error, Path(spec.stderr)))  # fmt: skip
         raise error
     if history and step_id is not None:
         history.succeeded(step_id, process, {}, result)

@@ -30,6 +30,7 @@ from libmaestro.state.records import (
     Rollup,
     RunRecord,
     StepRecord,
+    StepSuccess,
     WorkflowRecord,
     WorkflowSummary,
 )
@@ -69,6 +70,7 @@ __all__ = [
     "StateVersionError",
     "StepRecord",
     "StepState",
+    "StepSuccess",
     "WorkflowRecord",
     "WorkflowState",
     "WorkflowSummary",

@@ -259,6 +259,16 @@ class SqliteDatabase:
         assignments = ", ".join(f"{name} = ?" for name in updates)  # our own column names
         conn.execute(f"UPDATE steps SET {assignments} WHERE id = ?", (*updates.values(), step_id))
 
+    @staticmethod
+    def _insert_outputs(
+        conn: sqlite3.Connection, workflow_id: int, step_id: int, outputs: Sequence[Fingerprint]
+    ) -> None:
+        conn.executemany(
+            "INSERT INTO artefacts (workflow_id, step_id, role, path, size, mtime_ns, sha256) "
+            "VALUES (?,?,'output',?,?,?,?)",
+            [(workflow_id, step_id, str(f.path), f.size, f.mtime_ns, f.sha256) for f in outputs],
+        )
+
     def _insert_inputs(
         self,
         conn: sqlite3.Connection,

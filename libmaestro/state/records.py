@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import enum
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -117,6 +117,18 @@ class Fingerprint:
     def same_stat(self, other: Fingerprint) -> bool:
         """True when size and mtime agree (the fast path: content very likely unchanged)."""
         return self.size == other.size and self.mtime_ns == other.mtime_ns
+
+
+@dataclass(frozen=True, slots=True)
+class StepSuccess:
+    """How a step succeeded: what `SqliteStateStore.record_success` records (and `add_step`,
+    for a step that had ended before its start was written)."""
+
+    outputs: Sequence[Fingerprint]
+    exit_code: int | None = 0
+    ended_at: float | None = None
+    max_rss_kib: int | None = None
+    cpu_seconds: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -64,6 +64,7 @@ from libmaestro.state.records import (
     Rollup,
     RunRecord,
     StepRecord,
+    StepSuccess,
     WorkflowRecord,
     WorkflowSummary,
 )
@@ -255,29 +256,39 @@ class SqliteStateStore(SqliteDatabase):
         inputs: Sequence[Fingerprint] = (),
         started_at: float | None = None,
         reason: str = "",
+        success: StepSuccess | None = None,
     ) -> int:
         """`start_step` returning only the new step's id: the run history records a step per
-        process and needs nothing else back, and reading the record back doubled the cost."""
+        process and needs nothing else back, and reading the record back doubled the cost.
+
+        With `success`, the step (started in `state` RUNNING) is recorded as having succeeded,
+        in one insert: the run history's writer gets both at once for a step shorter than its
+        commit interval.
+        """
         if state is StepState.SKIPPED:
             raise StateTransitionError("record skipped steps with record_skipped")
         check_transition(None, state, step=process)
+        if success is not None:
+            check_transition(state, StepState.SUCCEEDED, step=process)
         began = now(started_at) if state is StepState.RUNNING else started_at
         with self._write() as conn:
             run = self._running_run(conn, run_id, process)
-            step_id = self._insert_step(
-                conn,
-                run,
-                process=process,
-                state=state,
-                cache_key=cache_key,
-                executor=executor,
-                workdir=None if workdir is None else str(workdir),
-                job_id=job_id,
-                grp=group,
-                started_at=began,
-                reason=reason,
-            )
+            columns = {
+                "cache_key": cache_key,
+                "executor": executor,
+                "workdir": None if workdir is None else str(workdir),
+                "job_id": job_id,
+                "grp": group,
+                "started_at": began,
+                "reason": reason,
+            }
+            if success is not None:
+                state = StepState.SUCCEEDED
+                columns.update(_success_columns(success))
+            step_id = self._insert_step(conn, run, process=process, state=state, **columns)
             self._insert_inputs(conn, run.workflow_id, step_id, inputs)
+            if success is not None:
+                self._insert_outputs(conn, run.workflow_id, step_id, success.outputs)
             return step_id
 
     def record_skipped(
@@ -364,27 +375,12 @@ class SqliteStateStore(SqliteDatabase):
         cpu_seconds: float | None = None,
     ) -> StepRecord:
         """See `StateStore.succeed_step`."""
-        self.record_success(
-            step_id,
-            outputs=outputs,
-            inputs=inputs,
-            exit_code=exit_code,
-            ended_at=ended_at,
-            max_rss_kib=max_rss_kib,
-            cpu_seconds=cpu_seconds,
-        )
+        success = StepSuccess(outputs, exit_code, ended_at, max_rss_kib, cpu_seconds)
+        self.record_success(step_id, success, inputs=inputs)
         return self.step(step_id)
 
     def record_success(
-        self,
-        step_id: int,
-        *,
-        outputs: Sequence[Fingerprint],
-        inputs: Sequence[Fingerprint] = (),
-        exit_code: int | None = 0,
-        ended_at: float | None = None,
-        max_rss_kib: int | None = None,
-        cpu_seconds: float | None = None,
+        self, step_id: int, success: StepSuccess, *, inputs: Sequence[Fingerprint] = ()
     ) -> None:
         """`succeed_step` without reading the record back (see `add_step`)."""
         with self._write() as conn:
@@ -393,22 +389,9 @@ class SqliteStateStore(SqliteDatabase):
                 step.state, StepState.SUCCEEDED, step=f"{step.process} (run {step.attempt})"
             )
             self._insert_inputs(conn, step.workflow_id, step_id, inputs)
-            conn.executemany(
-                "INSERT INTO artefacts (workflow_id, step_id, role, path, size, mtime_ns, sha256) "
-                "VALUES (?,?,'output',?,?,?,?)",
-                [
-                    (step.workflow_id, step_id, str(f.path), f.size, f.mtime_ns, f.sha256)
-                    for f in outputs
-                ],
-            )
+            self._insert_outputs(conn, step.workflow_id, step_id, success.outputs)
             # `reason` keeps why the step ran (resume records it at start, --why shows it).
-            updates = {
-                "state": StepState.SUCCEEDED.value,
-                "exit_code": exit_code,
-                "ended_at": now(ended_at),
-                "max_rss_kib": max_rss_kib,
-                "cpu_seconds": cpu_seconds,
-            }
+            updates = {"state": StepState.SUCCEEDED.value, **_success_columns(success)}
             self._update_step(conn, step_id, updates)
 
     def fail_step(
@@ -697,3 +680,13 @@ class SqliteStateStore(SqliteDatabase):
             )
             for r in rows
         ]
+
+
+def _success_columns(success: StepSuccess) -> dict[str, Any]:
+    """The step columns a success sets (its outputs go to the artefacts table)."""
+    return {
+        "exit_code": success.exit_code,
+        "ended_at": now(success.ended_at),
+        "max_rss_kib": success.max_rss_kib,
+        "cpu_seconds": success.cpu_seconds,
+    }

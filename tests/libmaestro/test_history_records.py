@@ -1,0 +1,162 @@
+"""What the run history writes: cache keys, fingerprints taken late, and one record per step.
+
+The history does part of its work in its writer thread (content hashes, store writes) and folds
+a step that ended before its start was written into one insert. These tests hold those paths to
+the records a resume relies on, with a real SQLite store and real files.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import libmaestro as maestro
+from libmaestro.history import (
+    KEY_VERSION,
+    RunHistory,
+    create_workflow,
+    fingerprint,
+    fingerprint_as_taken,
+    open_store,
+    step_key,
+)
+from libmaestro.jobs import JobResult, JobState
+from libmaestro.process import Process
+from libmaestro.state import RunState, StepState
+
+
+def _documented_key(process: Process, executor: maestro.LocalExecutor) -> str:
+    """The cache key as its docstring defines it; stores hold keys in exactly this form."""
+    config = executor.config
+    container = config.container
+    key = {
+        "v": KEY_VERSION,
+        "script": process.prepared.text,
+        "args": dict(process.args),
+        "executor": {
+            "type": config.type.value,
+            "container": f"{container.runtime.value}:{container.image}" if container else None,
+            "modules": list(config.modules),
+        },
+        "inputs": {var: str(path) for var, path in process.inputs.items()},
+        "outputs": {var: str(rel) for var, rel in process.outputs.items()},
+    }
+    return json.dumps(key, sort_keys=True)
+
+
+def test_step_key_is_the_sorted_json_of_its_parts(tmp_path: Path) -> None:
+    # Keys recorded by earlier runs are compared with new ones as text: the form must not drift.
+    source = tmp_path / "in put.txt"
+    source.write_text("x")
+    process = Process(
+        name="align_é",
+        script='  echo "quoted" \\\n\t$x | tr a b\n',
+        inputs={"reads": source},
+        outputs={"bam": "out/a.bam", "log": "é.log"},
+        args={"threads": 4, "label": 'say "hi"'},
+    )
+    for executor in (
+        maestro.LocalExecutor(),
+        maestro.LocalExecutor(modules=["samtools/1.17"]),
+        maestro.LocalExecutor(container=maestro.Container.podman("alpine:3")),
+    ):
+        assert step_key(process, executor.config) == _documented_key(process, executor)
+
+
+def test_a_file_rewritten_before_it_was_hashed_is_recorded_without_a_hash(tmp_path: Path) -> None:
+    path = tmp_path / "out.txt"
+    path.write_text("as the step left it\n")
+    seen = path.stat()
+    kept = fingerprint_as_taken(path, seen)
+    assert kept == fingerprint(path)
+    assert kept is not None and kept.sha256 is not None
+
+    path.write_text("rewritten by someone else, a different length\n")
+    late = fingerprint_as_taken(path, seen)
+    assert late is not None
+    assert (late.size, late.mtime_ns, late.sha256) == (seen.st_size, seen.st_mtime_ns, None)
+
+    path.unlink()
+    gone = fingerprint_as_taken(path, seen)
+    assert gone is not None and gone.sha256 is None and gone.size == seen.st_size
+
+
+def _history(tmp_path: Path) -> RunHistory:
+    store = open_store(tmp_path / "state.db")
+    workflow = create_workflow(
+        store, session="s1", project="p", entry=tmp_path / "wf.py", config_path=None
+    )
+    return RunHistory.start(store, workflow, resuming=False, explain=False)
+
+
+@pytest.mark.parametrize("written_between", [False, True], ids=["folded", "two-writes"])
+def test_a_success_is_recorded_the_same_however_the_writes_fall(
+    tmp_path: Path, written_between: bool
+) -> None:
+    # A step shorter than the writer's commit interval ends before its start is written; it is
+    # then recorded with one insert. Either way the store must hold the same step.
+    history = _history(tmp_path)
+    separate_successes: list[int] = []
+    record_success = history.store.record_success
+
+    def spy(step_id: int, *args: Any, **kwargs: Any) -> None:
+        separate_successes.append(step_id)
+        record_success(step_id, *args, **kwargs)
+
+    history.store.record_success = spy  # type: ignore[method-assign]
+    executor = maestro.LocalExecutor().config
+    workdir = tmp_path / "work" / "p1"
+    workdir.mkdir(parents=True)
+    source = tmp_path / "in.txt"
+    source.write_text("input\n")
+    process = Process(name="p1", script="true", inputs={"src": source}, outputs={"out": "o.txt"})
+    decision = history.decide(process, executor)
+    token = history.started(process, executor, workdir, decision)
+    history.running(token)
+    if written_between:
+        history.flush()
+    output = workdir / "o.txt"
+    output.write_text("result\n")
+    began = time.time()
+    result = JobResult(JobState.SUCCEEDED, 0, None, began, began + 0.5, 2048, 0.25, 0.5)
+    history.succeeded(token, process, {"out": output}, result, stats={"out": output.stat()})
+    history.flush()
+
+    (step,) = history.store.steps(history.workflow.id)
+    assert separate_successes == ([step.id] if written_between else [])
+    assert step.state is StepState.SUCCEEDED
+    assert (step.exit_code, step.max_rss_kib, step.cpu_seconds) == (0, 2048, 0.75)
+    assert step.ended_at == pytest.approx(began + 0.5)
+    assert step.started_at is not None and step.started_at <= began + 0.5
+    assert step.cache_key == decision.key
+    artefacts = {(a.role.value, a.path): a for a in history.store.artefacts(step.id)}
+    assert set(artefacts) == {("input", source), ("output", output)}
+    assert artefacts[("output", output)].sha256 == fingerprint(output).sha256  # type: ignore[union-attr]
+    assert artefacts[("input", source)].sha256 == fingerprint(source).sha256  # type: ignore[union-attr]
+    history.finish(RunState.SUCCEEDED)
+
+
+def test_the_writer_survives_an_output_deleted_before_it_was_hashed(tmp_path: Path) -> None:
+    history = _history(tmp_path)
+    executor = maestro.LocalExecutor().config
+    workdir = tmp_path / "p1"
+    workdir.mkdir()
+    process = Process(name="p1", script="true", outputs={"out": "o.txt"})
+    token = history.started(process, executor, workdir, history.decide(process, executor))
+    history.running(token)
+    output = workdir / "o.txt"
+    output.write_text("short-lived\n")
+    info = output.stat()
+    result = JobResult(JobState.SUCCEEDED, 0, None, 1.0, 2.0)
+    history.succeeded(token, process, {"out": output}, result, stats={"out": info})
+    os.unlink(output)  # before the writer thread gets to it
+    history.flush()
+    (step,) = history.store.steps(history.workflow.id)
+    assert step.state is StepState.SUCCEEDED
+    (recorded,) = history.store.artefacts(step.id)
+    assert (recorded.size, recorded.sha256) == (info.st_size, None)
