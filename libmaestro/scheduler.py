@@ -14,7 +14,6 @@ Two separate limits, because they bound different things:
 
 from __future__ import annotations
 
-import itertools
 import os
 import threading
 from collections import deque
@@ -30,6 +29,9 @@ _WAIT_SLICE = 0.25
 # An idle worker exits after this long: a finished session (or a program that runs many
 # sessions, like a test suite or a notebook) must not keep `workers` threads alive for ever.
 _IDLE_EXIT = 5.0
+
+
+MAX_WORKERS = 256  # threads a session's scheduler may have, whatever is asked
 
 
 class StoppedError(Exception):
@@ -64,14 +66,12 @@ class Scheduler:
 
     def __init__(self, *, cpu_budget: int | None = None, workers: int | None = None) -> None:
         self.cpu_budget = max(1, cpu_budget or os.cpu_count() or 1)
-        # Local processes need no more threads than CPUs (plus one, so the next process is
-        # staged while others run); remote executors (Slurm) ask for more, through `workers`.
-        self.workers = max(2, workers or self.cpu_budget + 1)
-        mutex = threading.RLock()
-        self._cond = threading.Condition(mutex)  # task queues changed, batches finished
-        # Slot waiters have their own condition on the same lock: a process ending must not
-        # wake every idle worker thread, nor a new task every thread waiting for a slot.
-        self._slots = threading.Condition(mutex)
+        # Local processes need no more threads than CPUs: measured, a third thread for two CPUs
+        # (to stage the next process while two run) made a fan-out 30% slower, every thread
+        # taking its turn at the GIL. Remote executors (Slurm) ask for more, through `workers`.
+        self.workers = max(2, workers or self.cpu_budget)
+        self._mutex = threading.RLock()
+        self._cond = threading.Condition(self._mutex)  # task queues changed, batches finished
         self._batches: list[Batch] = []
         self._threads: list[threading.Thread] = []
         self._idle = 0
@@ -79,9 +79,8 @@ class Scheduler:
         self._per_executor: dict[str, int] = {}
         self._stopping = False
         self.never_started = 0  # tasks dropped by stop(): fan-out items and DAG nodes
-        self._tickets = itertools.count()
-        self._waiting: dict[str, deque[int]] = {}  # executor name -> tickets waiting for a slot
-        self._slot_waiters = 0  # threads in acquire's waiting loop
+        # Executor name -> the threads waiting for a slot, in the order they asked.
+        self._waiting: dict[str, deque[threading.Condition]] = {}
 
     # ----------------------------------------------------------------------------- slots
     def _weight(self, executor: ExecutorConfig) -> int:
@@ -105,22 +104,23 @@ class Scheduler:
             if not self._waiting.get(name) and self._fits(executor, weight):
                 self._take(name, weight)  # nobody ahead and room now: the common case
                 return
-            ticket = next(self._tickets)
+            # Each waiter has its own condition (on the shared lock), so a slot that frees
+            # wakes the one thread first in line, not every thread waiting for a slot.
+            waiter = threading.Condition(self._mutex)
             queue = self._waiting.setdefault(name, deque())
-            queue.append(ticket)
-            self._slot_waiters += 1
+            queue.append(waiter)
             try:
                 while True:
                     if self._stopping:
                         raise StoppedError
-                    if queue[0] == ticket and self._fits(executor, weight):
+                    if queue[0] is waiter and self._fits(executor, weight):
                         self._take(name, weight)
                         return
-                    self._slots.wait(_WAIT_SLICE)
+                    waiter.wait(_WAIT_SLICE)
             finally:
-                queue.remove(ticket)
-                self._slot_waiters -= 1
-                self._slots.notify_all()  # the next in line may go now
+                queue.remove(waiter)
+                if queue:
+                    queue[0].notify()  # the next in line may go now
 
     def _fits(self, executor: ExecutorConfig, weight: int) -> bool:
         """Whether a process of `executor` weighing `weight` CPUs may start now (lock held)."""
@@ -137,8 +137,10 @@ class Scheduler:
         with self._cond:
             self._cpus_in_use -= self._weight(executor)
             self._per_executor[executor.name] -= 1
-            if self._slot_waiters:
-                self._slots.notify_all()
+            # The CPU budget is shared: the first in line of every executor may fit now.
+            for queue in self._waiting.values():
+                if queue:
+                    queue[0].notify()
 
     # ----------------------------------------------------------------------------- tasks
     def open_batch(self, *, limit: int | None = None) -> Batch:
@@ -157,8 +159,11 @@ class Scheduler:
             # they wake and take the lock, so comparing it with 0 let a burst of adds behind
             # one idle worker spawn nothing: a new fan-out then ran on the threads left over
             # from the previous one (idle + the caller), far below `workers`.
+            # A call's own `max_workers` may ask for more threads than the default pool has
+            # (items that mostly wait, like SSH transfers): it gets them.
+            cap = self.workers if batch.limit is None else max(self.workers, batch.limit)
             queued = sum(len(b.queue) for b in self._batches if not b.cancelled)
-            if self._idle < queued and len(self._threads) < self.workers:
+            if self._idle < queued and len(self._threads) < min(cap, MAX_WORKERS):
                 thread = threading.Thread(
                     target=self._work, name=f"maestro-worker-{len(self._threads)}", daemon=True
                 )
@@ -181,7 +186,11 @@ class Scheduler:
             with self._cond:
                 batch.running -= 1
                 batch.finished += 1
-                self._cond.notify_all()
+                # Wake the waiters only when one may go on: the batch is done (its caller),
+                # or a task of a limited batch became claimable. Waking every thread at each
+                # task's end cost a thread switch per process in a large fan-out.
+                if batch.complete or batch.cancelled or (batch.limit is not None and batch.queue):
+                    self._cond.notify_all()
 
     def _work(self) -> None:
         while True:
@@ -212,7 +221,7 @@ class Scheduler:
                         batch.queue.clear()
                         batch.finished = batch.expected
                         return
-                    claimed = self._claim(batch)
+                    claimed = self._claim(batch) if self._should_help() else None
                     if claimed is None:
                         self._cond.wait(_WAIT_SLICE)
                         continue
@@ -221,6 +230,15 @@ class Scheduler:
             with self._cond:
                 if batch.complete and batch in self._batches:
                     self._batches.remove(batch)
+
+    def _should_help(self) -> bool:
+        """Whether a thread settling a batch runs its tasks too (the lock is held).
+
+        A worker thread must (its fan-out may wait for workers that are all busy waiting like
+        it); a thread from outside (the program's main thread) leaves them to the workers, one
+        thread fewer taking turns at the GIL, unless no worker is there.
+        """
+        return not self._threads or threading.current_thread() in self._threads
 
     def forgo(self, batch: Batch, count: int) -> None:
         """`count` tasks that `batch` expected will never be added (their input failed)."""
@@ -245,7 +263,9 @@ class Scheduler:
             for batch in self._batches:
                 batch.cancelled = True
             self._cond.notify_all()
-            self._slots.notify_all()
+            for queue in self._waiting.values():
+                for waiter in queue:
+                    waiter.notify()
 
     @property
     def stopping(self) -> bool:

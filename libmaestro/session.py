@@ -27,7 +27,7 @@ from libmaestro.executors import backend_for
 from libmaestro.executors.base import Backend
 from libmaestro.jobs import JobHandle, JobResult
 from libmaestro.layout import ABORT_FILE, WORK_DIR_NAME
-from libmaestro.scheduler import Scheduler
+from libmaestro.scheduler import MAX_WORKERS, Scheduler
 
 if TYPE_CHECKING:
     from libmaestro.history import RunHistory
@@ -294,7 +294,7 @@ def _workers_for(config: ProjectConfig | None) -> int | None:
     remote = [e for e in config.executors.values() if e.type is not ExecutorType.LOCAL]
     if not remote:
         return None
-    return min(256, sum(e.max_parallel or DEFAULT_REMOTE_PARALLEL for e in remote))
+    return min(MAX_WORKERS, sum(e.max_parallel or DEFAULT_REMOTE_PARALLEL for e in remote))
 
 
 class _ActiveSession:

@@ -191,6 +191,12 @@ class ExecutorConfig:
     ssh: SshTarget | None = None  # run on (Local) or submit from (Slurm) this host over SSH
     line: int | None = None  # where the table starts in its file, for messages
 
+    def __hash__(self) -> int:
+        # By name and type only: equal configs still hash equal, and an executor is looked up
+        # (backends, cache keys) several times for every process, where hashing every field,
+        # nested ones included, was a measurable share of the work.
+        return hash((self.name, self.type))
+
     @property
     def effective_staging(self) -> StagingMode:
         """A container sees only the working directory, so it forces Copy (as the original did)."""

@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, NamedTuple, Self
 
 from libmaestro.state import _sqlite_schema
 from libmaestro.state._sqlite_rows import (
@@ -36,6 +36,14 @@ from libmaestro.state.records import Fingerprint, RunRecord, StepRecord, Workflo
 from libmaestro.state.states import RunState, StepState, WorkflowState, check_run_transition
 
 BUSY_TIMEOUT_SECONDS = 10.0
+
+
+class RunKey(NamedTuple):
+    """What a step record copies from its run."""
+
+    id: int
+    workflow_id: int
+    attempt: int
 
 
 class SqliteDatabase:
@@ -209,14 +217,22 @@ class SqliteDatabase:
         sql = f"SELECT {WF_COLS} FROM workflows w WHERE w.id = ?"
         return workflow_of(self._one(conn, sql, (workflow_id,), f"workflow with id {workflow_id}"))
 
-    def _running_run(self, conn: sqlite3.Connection, run_id: int, process: str) -> RunRecord:
-        run = self._get_run(conn, run_id)
-        if run.state is not RunState.RUNNING:
+    def _running_run(self, conn: sqlite3.Connection, run_id: int, process: str) -> RunKey:
+        """The run a step of `process` is being recorded in, which must still be running.
+
+        Only the columns a step record copies are read: this is on every step's path.
+        """
+        state, workflow_id, attempt = self._one(
+            conn,
+            "SELECT state, workflow_id, attempt FROM runs WHERE id = ?",
+            (run_id,),
+            f"run with id {run_id}",
+        )
+        if state != RunState.RUNNING.value:
             raise StateConflictError(
-                f"cannot record step {process}: run {run.attempt} has ended ({run.state.value}); "
-                "start a new run"
+                f"cannot record step {process}: run {attempt} has ended ({state}); start a new run"
             )
-        return run
+        return RunKey(run_id, workflow_id, attempt)
 
     def _end_run(
         self, conn: sqlite3.Connection, run: RunRecord, state: RunState, at: float, reason: str
@@ -239,20 +255,25 @@ class SqliteDatabase:
     def _insert_step(
         self,
         conn: sqlite3.Connection,
-        run: RunRecord,
+        run: RunKey,
         *,
         process: str,
         state: StepState,
         **cols: Any,
     ) -> int:
-        if conn.execute(
-            "SELECT 1 FROM steps WHERE run_id = ? AND process = ?", (run.id, process)
-        ).fetchone():
-            raise StateConflictError(f"step {process} is already recorded in run {run.attempt}")
         names = ["workflow_id", "run_id", "attempt", "process", "state", *cols]
         values = [run.workflow_id, run.id, run.attempt, process, state.value, *cols.values()]
         sql = f"INSERT INTO steps ({', '.join(names)}) VALUES ({','.join('?' * len(names))})"
-        return int(conn.execute(sql, values).lastrowid or 0)
+        try:
+            return int(conn.execute(sql, values).lastrowid or 0)
+        except sqlite3.IntegrityError:  # UNIQUE (run_id, process)
+            if conn.execute(
+                "SELECT 1 FROM steps WHERE run_id = ? AND process = ?", (run.id, process)
+            ).fetchone():
+                raise StateConflictError(
+                    f"step {process} is already recorded in run {run.attempt}"
+                ) from None
+            raise
 
     @staticmethod
     def _update_step(conn: sqlite3.Connection, step_id: int, updates: Mapping[str, Any]) -> None:
