@@ -349,6 +349,7 @@ class RunHistory:
     _not_yet_written: dict[int, float | None] = field(default_factory=dict)
     # token -> its success, for a step that ended before its first record was written.
     _ended_unwritten: dict[int, Callable[[], StepSuccess]] = field(default_factory=dict)
+    _hashed: dict[str, Fingerprint] = field(default_factory=dict)  # path -> as last hashed
     _pending_lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
@@ -432,9 +433,7 @@ class RunHistory:
         inputs = [(path, known.get(var)) for var, path in process.inputs.items()]
 
         def write() -> None:
-            recorded_inputs = [
-                fp for path, info in inputs if (fp := fingerprint_as_taken(path, info))
-            ]
+            recorded_inputs = [fp for path, info in inputs if (fp := self._fingerprint(path, info))]
             with self._pending_lock:
                 running_since = self._not_yet_written.pop(token, None)
                 ended = self._ended_unwritten.pop(token, None)
@@ -456,6 +455,20 @@ class RunHistory:
 
         self.writer.submit(write)
         return token
+
+    def _fingerprint(self, path: Path, info: os.stat_result | None) -> Fingerprint | None:
+        """`fingerprint_as_taken`, reusing the content hash this run already took of the file
+        when its size and mtime are unchanged: a producer's output is hashed once, not again for
+        every step that reads it. Called by the writer thread only."""
+        key = os.fspath(path)
+        regular = info is not None and stat.S_ISREG(info.st_mode)
+        known = self._hashed.get(key) if regular else None
+        if info is not None and known is not None and known.same_stat_as(info):
+            return Fingerprint(path, info.st_size, info.st_mtime_ns, known.sha256)
+        found = fingerprint_as_taken(path, info)
+        if regular and found is not None and found.sha256 is not None:
+            self._hashed[key] = found
+        return found
 
     def running(self, token: int) -> None:
         """The step got its slot and starts now."""
@@ -504,7 +517,7 @@ class RunHistory:
 
         def success() -> StepSuccess:
             return StepSuccess(
-                outputs=[fp for path, info in taken if (fp := fingerprint_as_taken(path, info))],
+                outputs=[fp for path, info in taken if (fp := self._fingerprint(path, info))],
                 exit_code=result.exit_code,
                 ended_at=result.ended_at,
                 max_rss_kib=result.max_rss_kib,

@@ -72,6 +72,8 @@ class Scheduler:
         self.workers = max(2, workers or self.cpu_budget)
         self._mutex = threading.RLock()
         self._cond = threading.Condition(self._mutex)  # task queues changed, batches finished
+        # What a caller waiting for its batch without running tasks waits for: a batch ended.
+        self._settled = threading.Condition(self._mutex)
         self._batches: list[Batch] = []
         self._threads: list[threading.Thread] = []
         self._idle = 0
@@ -191,6 +193,8 @@ class Scheduler:
                 # task's end cost a thread switch per process in a large fan-out.
                 if batch.complete or batch.cancelled or (batch.limit is not None and batch.queue):
                     self._cond.notify_all()
+                if batch.complete or batch.cancelled:
+                    self._settled.notify_all()
 
     def _work(self) -> None:
         while True:
@@ -221,9 +225,12 @@ class Scheduler:
                         batch.queue.clear()
                         batch.finished = batch.expected
                         return
-                    claimed = self._claim(batch) if self._should_help() else None
+                    helping = self._should_help()
+                    claimed = self._claim(batch) if helping else None
                     if claimed is None:
-                        self._cond.wait(_WAIT_SLICE)
+                        # A caller that leaves the tasks to the workers is woken only when a
+                        # batch ends, not by every task added or finished.
+                        (self._cond if helping else self._settled).wait(_WAIT_SLICE)
                         continue
                 self._run(*claimed)
         finally:
@@ -245,11 +252,13 @@ class Scheduler:
         with self._cond:
             batch.expected -= count
             self._cond.notify_all()
+            self._settled.notify_all()
 
     def cancel(self, batch: Batch) -> None:
         with self._cond:
             batch.cancelled = True
             self._cond.notify_all()
+            self._settled.notify_all()
 
     def stop(self) -> None:
         """Start nothing new: refuse slots, drop every queued task."""
@@ -263,6 +272,7 @@ class Scheduler:
             for batch in self._batches:
                 batch.cancelled = True
             self._cond.notify_all()
+            self._settled.notify_all()
             for queue in self._waiting.values():
                 for waiter in queue:
                     waiter.notify()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 import hashlib
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -117,6 +118,10 @@ class Fingerprint:
     def same_stat(self, other: Fingerprint) -> bool:
         """True when size and mtime agree (the fast path: content very likely unchanged)."""
         return self.size == other.size and self.mtime_ns == other.mtime_ns
+
+    def same_stat_as(self, info: os.stat_result) -> bool:
+        """`same_stat` against a file's `os.stat` result."""
+        return self.size == info.st_size and self.mtime_ns == info.st_mtime_ns
 
 
 @dataclass(frozen=True, slots=True)

@@ -160,3 +160,25 @@ def test_the_writer_survives_an_output_deleted_before_it_was_hashed(tmp_path: Pa
     assert step.state is StepState.SUCCEEDED
     (recorded,) = history.store.artefacts(step.id)
     assert (recorded.size, recorded.sha256) == (info.st_size, None)
+
+
+def test_a_file_hashed_once_is_hashed_again_after_it_changed(tmp_path: Path) -> None:
+    # The writer reuses the hash it took of a producer's output for the steps that read it,
+    # but only while the file keeps the size and mtime it had then.
+    history = _history(tmp_path)
+    executor = maestro.LocalExecutor().config
+    shared = tmp_path / "shared.txt"
+    shared.write_text("first\n")
+    first = Process(name="a", script="true", inputs={"x": shared})
+    history.started(first, executor, tmp_path, history.decide(first, executor))
+    history.flush()
+    shared.write_text("other\n")  # same size, new content and mtime
+    os.utime(shared, ns=(shared.stat().st_atime_ns, shared.stat().st_mtime_ns + 10**9))
+    second = Process(name="b", script="true", inputs={"x": shared})
+    history.started(second, executor, tmp_path, history.decide(second, executor))
+    history.flush()
+    a, b = history.store.steps(history.workflow.id)
+    (input_a,) = history.store.artefacts(a.id)
+    (input_b,) = history.store.artefacts(b.id)
+    assert input_a.sha256 != input_b.sha256
+    assert input_b.sha256 == fingerprint(shared).sha256  # type: ignore[union-attr]
