@@ -1,11 +1,14 @@
 """Benchmark: per-process overhead of maestro's Local executor against plain floors.
 
-N trivial processes (each writes one small file), 2 at a time, run four ways in the same run:
+N trivial processes (each writes one small file), 2 at a time, run five ways in the same run:
 
-  xargs      `seq N | xargs -P2 bash -c 'echo x > out_$0.txt'`
-  floor      a plain Python program: ThreadPoolExecutor(2) + subprocess.run per item
-  maestro    a workflow program (@maestro.main, LocalExecutor, ThreadPoolExecutor(2))
+  xargs        `seq N | xargs -P2 bash -c 'echo x > out_$0.txt'`
+  floor        a plain Python program: ThreadPoolExecutor(2) + subprocess.run per item
+  maestro      a workflow program (@maestro.main, LocalExecutor, ThreadPoolExecutor(2)): the
+               floor's program with maestro.process in place of subprocess.run
   maestro-cli  the same workflow started through `maestro run`
+  parallelize  the workflow as a maestro user writes a fan-out: maestro.parallelize, with
+               MAESTRO_JOBS=2
 
 Each is a whole program started from scratch, so interpreter start-up counts for the floor and
 for maestro alike. Reported: wall time (best of --repeat), per-process time, ratio to the floor.
@@ -64,6 +67,26 @@ if __name__ == "__main__":
     main()
 """
 
+# The same workflow as a maestro user writes a fan-out: `parallelize`, 2 at a time (MAESTRO_JOBS).
+MAESTRO_PARALLELIZE = """
+import sys
+import libmaestro as maestro
+
+local = maestro.LocalExecutor()
+
+def one(i):
+    return maestro.process(
+        name=f"p{i}", executor=local, outputs={"out": "out.txt"}, script='echo x > "$out"'
+    )
+
+@maestro.main
+def main():
+    maestro.raise_failures(maestro.parallelize(range(int(sys.argv[1])), one))
+
+if __name__ == "__main__":
+    main()
+"""
+
 
 def timed(argv: list[str], cwd: Path, env: dict[str, str]) -> float:
     start = time.perf_counter()
@@ -94,6 +117,7 @@ def measure(n: int, repeat: int, base: Path) -> dict[str, float]:
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     (base / "floor.py").write_text(FLOOR)
     (base / "workflow.py").write_text(MAESTRO)
+    (base / "parallelize.py").write_text(MAESTRO_PARALLELIZE)
     maestro = [str(Path(sys.executable).parent / "maestro")]
 
     def cases_of(n: int) -> dict[str, Callable[[Path], float]]:
@@ -105,6 +129,11 @@ def measure(n: int, repeat: int, base: Path) -> dict[str, float]:
             "maestro": lambda d: timed([sys.executable, str(base / "workflow.py"), str(n)], d, env),
             "maestro-cli": lambda d: timed(
                 [*maestro, "run", str(base / "workflow.py"), "--", str(n)], d, env
+            ),
+            "parallelize": lambda d: timed(
+                [sys.executable, str(base / "parallelize.py"), str(n)],
+                d,
+                {**env, "MAESTRO_JOBS": "2"},
             ),
         }
 
@@ -142,21 +171,26 @@ def main() -> None:
         )
         print()
         print(
-            "| N | xargs -P2 | Python floor | maestro (python workflow.py) | maestro run | per process: floor / maestro | maestro ÷ floor |"
+            "| N | xargs -P2 | Python floor | maestro (python workflow.py) | maestro run "
+            "| maestro, parallelize | per process: floor / maestro | maestro ÷ floor "
+            "| parallelize ÷ floor |"
         )
-        print("|---:|---:|---:|---:|---:|---:|---:|")
+        print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for n, best in rows:
         ratio = best["maestro"] / best["floor"]
+        fan_out = best["parallelize"] / best["floor"]
         per_floor = best["floor"] / n * 1000
         per_maestro = best["maestro"] / n * 1000
         if options.markdown:
             print(
                 f"| {n} | {best['xargs']:.2f} s | {best['floor']:.2f} s | {best['maestro']:.2f} s | "
-                f"{best['maestro-cli']:.2f} s | {per_floor:.2f} ms / {per_maestro:.2f} ms | {ratio:.2f}× |"
+                f"{best['maestro-cli']:.2f} s | {best['parallelize']:.2f} s | "
+                f"{per_floor:.2f} ms / {per_maestro:.2f} ms | {ratio:.2f}× | {fan_out:.2f}× |"
             )
         else:
             print(
-                f"N={n}: maestro/floor = {ratio:.2f}x  ({per_maestro:.2f} ms vs {per_floor:.2f} ms per process)"
+                f"N={n}: maestro/floor = {ratio:.2f}x  ({per_maestro:.2f} ms vs {per_floor:.2f} ms "
+                f"per process); parallelize/floor = {fan_out:.2f}x"
             )
 
 

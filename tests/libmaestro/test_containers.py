@@ -493,7 +493,9 @@ def module_command(
         name="cluster", type=ExecutorType.LOCAL, modules=tuple(modules), container=container
     )
     process = Process(name="step", script="true")
-    return _command(script, executor, session=session, process=process, variables=VARIABLES)
+    return _command(
+        str(script), script.parent, executor, session=session, process=process, variables=VARIABLES
+    )
 
 
 @pytest.fixture
