@@ -280,6 +280,7 @@ class _Writer:
         self._cond = threading.Condition()
         self._busy = False
         self._closed = False
+        self._hurry = threading.Event()  # set by flush: the gathering interval ends at once
         self._thread = threading.Thread(target=self._loop, name="maestro-history", daemon=True)
         self._thread.start()
 
@@ -295,8 +296,12 @@ class _Writer:
                     self._cond.wait()
                 if not self._queue and self._closed:
                     return
-            time.sleep(self.INTERVAL)  # let more writes arrive, for one commit
+            # Let more writes arrive, for one commit; unless someone waits for them (`flush`).
+            # An Event, not the condition: every `submit` notifies that, and would wake this
+            # thread for each write.
+            self._hurry.wait(self.INTERVAL)
             with self._cond:
+                self._hurry.clear()
                 operations, self._queue = self._queue, []
                 self._busy = True
             try:
@@ -317,6 +322,7 @@ class _Writer:
         """Return once everything queued so far is committed."""
         with self._cond:
             while self._queue or self._busy:
+                self._hurry.set()  # commit now instead of at the end of the interval
                 self._cond.wait(0.5)
 
     def close(self) -> None:
@@ -324,6 +330,7 @@ class _Writer:
         with self._cond:
             self._closed = True
             self._cond.notify_all()
+        self._hurry.set()
         self._thread.join(timeout=5)
 
 
