@@ -8,33 +8,81 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable, Iterator, MutableMapping
+from importlib import import_module
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
-from rich.markup import escape
 from typer.core import TyperGroup
 
 import libmaestro
-from maestro_cli.commands import (
-    actions,
-    build,
-    bundle,
-    dag,
-    init,
-    kill,
-    logs,
-    ps,
-    run,
-    status,
-    ui,
-    update_cache,
-)
 from maestro_cli.context import CliContext
+
+# The commands, in the order `maestro --help` lists them, as "module:function". A command's
+# module is imported only when that command runs or its help is shown (LazyCommands): the
+# modules import what their command needs (PyInstaller tooling, bash analysis, psutil, rich
+# tables), and `maestro run` or `maestro --version` should not pay for the others.
+COMMANDS = {
+    "init": "maestro_cli.commands.init:init",
+    "build": "maestro_cli.commands.build:build",
+    "dag": "maestro_cli.commands.dag:dag",
+    "status": "maestro_cli.commands.status:status",
+    "logs": "maestro_cli.commands.logs:logs",
+    "run": "maestro_cli.commands.run:run",
+    "ps": "maestro_cli.commands.ps:ps",
+    "kill": "maestro_cli.commands.kill:kill",
+    "bundle": "maestro_cli.commands.bundle:bundle",
+    "invalidate": "maestro_cli.commands.actions:invalidate",
+    "rerun": "maestro_cli.commands.actions:rerun",
+    "abort": "maestro_cli.commands.actions:abort",
+    "update-cache": "maestro_cli.commands.update_cache:update_cache",
+    "ui": "maestro_cli.commands.ui:ui",
+}
+
+
+def _command(name: str, callback: Callable[..., None]) -> Any:
+    """The Click command Typer makes of `callback`, as `app.command(name)(callback)` would."""
+    single = typer.Typer(add_completion=False)
+    single.command(name)(callback)
+    return typer.main.get_command(single)
+
+
+class LazyCommands(MutableMapping[str, Any]):  # values: Click commands (typer's vendored click)
+    """The group's commands by name; each is built from its COMMANDS entry on first lookup."""
+
+    def __init__(self, paths: dict[str, str]) -> None:
+        self._entries: dict[str, Any] = dict(paths)  # a "module:function" until looked up
+
+    def __getitem__(self, name: str) -> Any:
+        entry = self._entries[name]
+        if isinstance(entry, str):
+            module, function = entry.split(":")
+            entry = self._entries[name] = _command(name, getattr(import_module(module), function))
+        return entry
+
+    def __setitem__(self, name: str, command: Any) -> None:
+        self._entries[name] = command
+
+    def __delitem__(self, name: str) -> None:
+        del self._entries[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._entries)
+
+    def __len__(self) -> int:
+        return len(self._entries)
 
 
 class MaestroGroup(TyperGroup):
-    """Turns a MaestroError from any command into its message and exit code, in one place."""
+    """Turns a MaestroError from any command into its message and exit code, in one place.
+
+    Its commands are COMMANDS, each loaded on first use.
+    """
+
+    def __init__(self, **attrs: Any) -> None:
+        super().__init__(**attrs)
+        self.commands = LazyCommands(COMMANDS)
 
     def invoke(self, ctx: typer.Context) -> object:  # type: ignore[override]  # vendored click
         try:
@@ -43,6 +91,8 @@ class MaestroGroup(TyperGroup):
             cli = ctx.obj if isinstance(ctx.obj, CliContext) else CliContext.create(debug=False)
             if cli.debug:
                 raise
+            from rich.markup import escape  # only an error needs it (start-up time)
+
             cli.errors.print(f"[red bold]error:[/] {escape(str(exc))}")
             ctx.exit(exc.exit_code)
 
@@ -56,20 +106,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-app.command("init")(init.init)
-app.command("build")(build.build)
-app.command("dag")(dag.dag)
-app.command("status")(status.status)
-app.command("logs")(logs.logs)
-app.command("run")(run.run)
-app.command("ps")(ps.ps)
-app.command("kill")(kill.kill)
-app.command("bundle")(bundle.bundle)
-app.command("invalidate")(actions.invalidate)
-app.command("rerun")(actions.rerun)
-app.command("abort")(actions.abort)
-app.command("update-cache")(update_cache.update_cache)
-app.command("ui")(ui.ui)
 
 
 def _version(value: bool) -> None:

@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 
 import libmaestro
 from maestro_cli.context import CliContext
@@ -82,6 +81,8 @@ def run(
         checked = libmaestro.build_project(found, write_procinfo=False)
         errors = [f for f in checked.findings if f.severity is libmaestro.Severity.ERROR]
         if errors:
+            from rich.markup import escape  # only a failed check prints (start-up time)
+
             for finding in errors:
                 cli.errors.print(f"[red]{escape(finding.render(checked.root))}[/]")
             cli.errors.print(
