@@ -11,7 +11,7 @@ import libmaestro
 from libmaestro import Container, LocalExecutor, Process, StagingError, StagingMode
 from libmaestro.config.model import ExecutorConfig, ExecutorType
 from libmaestro.session import Session
-from libmaestro.staging import stage_inputs
+from libmaestro.staging import check_inputs_exist, stage_inputs
 
 # Writes where each input variable points and what it sees there, so the test can check both.
 REPORT_SCRIPT = """
@@ -210,3 +210,28 @@ def test_staging_hardlink_across_filesystems_falls_back_to_copy(tmp_path: Path) 
         for child in source_dir.iterdir():
             child.unlink()
         source_dir.rmdir()
+
+
+@pytest.mark.parametrize("checked", [True, False], ids=["after-check", "unchecked"])
+def test_staging_links_to_the_file_a_linked_input_leads_to(tmp_path: Path, checked: bool) -> None:
+    # An input that is itself a link (a staged input of an earlier process, in a directory
+    # that may move to .attempts/ on resume) is linked to where it leads, never chained.
+    real = tmp_path / "data" / "reads.fq"
+    real.parent.mkdir()
+    real.write_text("ACGT\n")
+    earlier = tmp_path / "earlier"
+    earlier.mkdir()
+    (earlier / "reads.fq").symlink_to(real)
+    plain = tmp_path / "plain.txt"
+    plain.write_text("plain\n")
+    workdir = tmp_path / "step"
+    workdir.mkdir()
+    inputs = {"reads": earlier / "reads.fq", "other": plain}
+    stats = check_inputs_exist("p", inputs) if checked else None
+    if stats is not None:
+        assert stats.links == {"reads"}
+        assert stats["reads"].st_size == len("ACGT\n")  # the file's stat, not the link's
+    staged = stage_inputs(inputs, workdir, StagingMode.SYMLINK, stats=stats)
+    assert os.readlink(staged["reads"]) == str(real)
+    assert os.readlink(staged["other"]) == str(plain)
+    assert staged["reads"].read_text() == "ACGT\n"
