@@ -38,6 +38,9 @@ from libmaestro.state.states import RunState, StepState, WorkflowState, check_ru
 BUSY_TIMEOUT_SECONDS = 10.0
 
 
+_PATHS_PER_QUERY = 500  # bound parameters per query, well under SQLite's limit (32,766)
+
+
 class RunKey(NamedTuple):
     """What a step record copies from its run."""
 
@@ -297,23 +300,50 @@ class SqliteDatabase:
         step_id: int,
         inputs: Sequence[Fingerprint],
     ) -> None:
-        for item in inputs:
-            path = str(item.path)
-            # The newest succeeded producer of this path in the instance, if any.
-            source = conn.execute(
-                "SELECT a.id FROM artefacts a JOIN steps s ON s.id = a.step_id "
-                "WHERE a.workflow_id = ? AND a.path = ? AND a.role = 'output' "
-                "AND s.state = 'succeeded' AND a.step_id != ? ORDER BY a.id DESC LIMIT 1",
-                (workflow_id, path, step_id),
-            ).fetchone()
-            source_id = None if source is None else source[0]
-            conn.execute(
-                "INSERT INTO artefacts (workflow_id, step_id, role, path, size, mtime_ns, sha256,"
-                " source_id) VALUES (?,?,'input',?,?,?,?,?)",
-                (workflow_id, step_id, path, item.size, item.mtime_ns, item.sha256, source_id),
-            )
-            if source_id is not None:
-                conn.execute(
-                    "INSERT OR IGNORE INTO lineage (step_id, artefact_id) VALUES (?, ?)",
-                    (step_id, source_id),
+        if not inputs:
+            return
+        paths = [str(item.path) for item in inputs]
+        producers = self._producers(conn, workflow_id, step_id, paths)
+        conn.executemany(
+            "INSERT INTO artefacts (workflow_id, step_id, role, path, size, mtime_ns, sha256,"
+            " source_id) VALUES (?,?,'input',?,?,?,?,?)",
+            [
+                (
+                    workflow_id,
+                    step_id,
+                    path,
+                    item.size,
+                    item.mtime_ns,
+                    item.sha256,
+                    producers.get(path),
                 )
+                for path, item in zip(paths, inputs, strict=True)
+            ],
+        )
+        conn.executemany(
+            "INSERT OR IGNORE INTO lineage (step_id, artefact_id) VALUES (?, ?)",
+            [(step_id, source_id) for source_id in dict.fromkeys(producers.values())],
+        )
+
+    @staticmethod
+    def _producers(
+        conn: sqlite3.Connection, workflow_id: int, step_id: int, paths: Sequence[str]
+    ) -> dict[str, int]:
+        """Path -> the output artefact of the newest succeeded producer of it in the instance.
+
+        One query per `_PATHS_PER_QUERY` paths: a gather step with 1,000 inputs made 1,000
+        queries, on its path to the end of the run.
+        """
+        found: dict[str, int] = {}
+        unique = list(dict.fromkeys(paths))
+        for start in range(0, len(unique), _PATHS_PER_QUERY):
+            chunk = unique[start : start + _PATHS_PER_QUERY]
+            marks = ",".join("?" * len(chunk))
+            rows = conn.execute(
+                "SELECT a.path, MAX(a.id) FROM artefacts a JOIN steps s ON s.id = a.step_id "
+                f"WHERE a.workflow_id = ? AND a.path IN ({marks}) AND a.role = 'output' "
+                "AND s.state = 'succeeded' AND a.step_id != ? GROUP BY a.path",
+                (workflow_id, *chunk, step_id),
+            )
+            found.update((path, artefact_id) for path, artefact_id in rows)
+        return found
