@@ -5,6 +5,7 @@ Real files throughout; the end-to-end bundle is in tests/integration/test_bundle
 
 from __future__ import annotations
 
+import gc
 import io
 import json
 import os
@@ -137,9 +138,14 @@ def _as_unprivileged_user(action: Callable[[], object]) -> tuple[int, str]:
     A fork, not a new interpreter: this one may live where nobody cannot read (~root/.pyenv).
     Returns the child's exit status and the error it reported.
     """
+    # Garbage is collected here, not in the child: an unreachable multithreaded zstd
+    # compressor (left by write_archive in a reference cycle) freed in the forked child, where
+    # its worker threads do not exist, crashed the child with a segfault.
+    gc.collect()
     read, write = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: never returns into pytest
+        gc.disable()  # nothing the child makes outlives it
         os.close(read)
         code = 0
         try:
