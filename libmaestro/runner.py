@@ -493,6 +493,42 @@ def _outputs(process: Process, workdir: Path) -> ProcessOutputs:
     return ProcessOutputs({var: workdir / rel for var, rel in process.outputs.items()}, workdir)
 
 
+def _record_not_run(session: Session, step_id: int | None, exc: BaseException) -> None:
+    """Record in the run history how a step ended that `_execute` raised out of."""
+    history = session.history
+    if history is None or step_id is None:
+        return
+    if isinstance(exc, ProcessInterruptedError | KeyboardInterrupt):
+        history.aborted(step_id, str(exc) or "stopped by Ctrl-C or SIGTERM while it ran")
+    else:
+        history.failed(step_id, None, str(exc))
+
+
+def _report_failure(
+    session: Session,
+    step_id: int | None,
+    spec: JobSpec,
+    executor: str,
+    result: JobResult,
+    error: ProcessError,
+) -> None:
+    """Record and announce a job that ran but failed its check (`error`)."""
+    interrupted = isinstance(error, ProcessInterruptedError)
+    history = session.history
+    if history is not None and step_id is not None:
+        if interrupted:
+            history.aborted(step_id, str(error))
+        else:
+            history.failed(step_id, result, str(error))
+    kind = EventKind.INTERRUPTED if interrupted else EventKind.FAILED
+    session.emit(
+        ProcessEvent(
+            kind, spec.process, executor, spec.workdir, time.time(), result, error,
+            Path(spec.stderr),
+        )
+    )  # fmt: skip
+
+
 def run_process(process: Process, *, executor: ExecutorConfig, session: Session) -> ProcessOutputs:
     """Run `process` with `executor` in `session` and return its verified outputs.
 
@@ -574,11 +610,7 @@ def run_process(process: Process, *, executor: ExecutorConfig, session: Session)
     try:
         handle, result = _execute(spec, backend, session, process, executor, decision, step_id)
     except BaseException as exc:
-        if history and step_id is not None:
-            if isinstance(exc, ProcessInterruptedError | KeyboardInterrupt):
-                history.aborted(step_id, str(exc) or "stopped by Ctrl-C or SIGTERM while it ran")
-            else:
-                history.failed(step_id, None, str(exc))
+        _record_not_run(session, step_id, exc)
         raise
     if history is None:
         # Without run history (a plain script) this file is the only record of how it ended.
@@ -586,21 +618,7 @@ def run_process(process: Process, *, executor: ExecutorConfig, session: Session)
     output_stats: dict[str, os.stat_result] = {}
     error = _verify(process, name, workdir, result, session, handle, output_stats, paths)
     if error is not None:
-        if history and step_id is not None:
-            if isinstance(error, ProcessInterruptedError):
-                history.aborted(step_id, str(error))
-            else:
-                history.failed(step_id, result, str(error))
-        kind = (
-            EventKind.INTERRUPTED
-            if isinstance(error, ProcessInterruptedError)
-            else EventKind.FAILED
-        )
-        session.emit(
-            ProcessEvent(
-                kind, process.name, name, workdir, time.time(), result, error, Path(spec.stderr)
-            )
-        )
+        _report_failure(session, step_id, spec, name, result, error)
         raise error
     if history and step_id is not None:
         # SUCCEEDED is recorded with the verified outputs' fingerprints, in one transaction.

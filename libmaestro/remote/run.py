@@ -152,26 +152,11 @@ def run_remote_process(
             spec, backend, session, process, executor, decision, step_id
         )
     except BaseException as exc:
-        if history and step_id is not None:
-            if isinstance(exc, ProcessInterruptedError | KeyboardInterrupt):
-                history.aborted(step_id, str(exc) or "stopped by Ctrl-C or SIGTERM while it ran")
-            else:
-                history.failed(step_id, None, str(exc))
+        runner._record_not_run(session, step_id, exc)
         raise
     error = _check(process, executor, space, workdir, expected, result, session, handle.backend_id)
     if error is not None:
-        if history and step_id is not None:
-            if isinstance(error, ProcessInterruptedError):
-                history.aborted(step_id, str(error))
-            else:
-                history.failed(step_id, result, str(error))
-        kind = (
-            EventKind.INTERRUPTED
-            if isinstance(error, ProcessInterruptedError)
-            else EventKind.FAILED
-        )
-        session.emit(ProcessEvent(kind, process.name, name, local_workdir, time.time(), result,
-                                  error, Path(spec.stderr)))  # fmt: skip
+        runner._report_failure(session, step_id, spec, name, result, error)
         raise error
     if history and step_id is not None:
         history.succeeded(step_id, process, {}, result)

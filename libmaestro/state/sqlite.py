@@ -210,37 +210,10 @@ class SqliteStateStore(SqliteDatabase):
             run = self._get_run(conn, run_id)
             return self._end_run(conn, run, state, now(ended_at), Reason.RUN_ENDED)
 
-    def start_step(
-        self,
-        run_id: int,
-        *,
-        process: str,
-        state: StepState = StepState.RUNNING,
-        cache_key: str = "",
-        executor: str = "",
-        workdir: Path | None = None,
-        job_id: str = "",
-        group: str = "",
-        inputs: Sequence[Fingerprint] = (),
-        started_at: float | None = None,
-        reason: str = "",
-    ) -> StepRecord:
-        """See `StateStore.start_step`; `reason` says why the step runs (resume explains it)."""
-        return self.step(
-            self.add_step(
-                run_id,
-                process=process,
-                state=state,
-                cache_key=cache_key,
-                executor=executor,
-                workdir=workdir,
-                job_id=job_id,
-                group=group,
-                inputs=inputs,
-                started_at=started_at,
-                reason=reason,
-            )
-        )
+    def start_step(self, run_id: int, **fields: Any) -> StepRecord:
+        """See `StateStore.start_step` (the fields are `add_step`'s, bar `success`); `reason`
+        says why the step runs (resume explains it)."""
+        return self.step(self.add_step(run_id, **fields))
 
     def add_step(
         self,
