@@ -88,15 +88,23 @@ if __name__ == "__main__":
 """.replace("HTML_NAME", repr(HTML_NAME))
 
 SLOW = """
+import os
+import threading
+import time
+
 import libmaestro as maestro
 
 # `slow` runs until the test creates the project's file `release` (60 s at most), so the steps
-# queued behind it (MAESTRO_JOBS=1) stay pending as long as the test needs.
+# queued behind it (MAESTRO_JOBS=1) stay pending as long as the test needs. It marks that it
+# holds the only slot with the file `holding`; the fan-out starts after that, so at least two
+# of its steps are recorded pending (a fan-out's steps are recorded as the scheduler's workers
+# reach them) and none can take the slot first.
 WAIT = 'for _ in $(seq 600); do [ -e ../../../release ] && break; sleep 0.1; done'
+HOLD = 'touch ../../../holding'
 
 
 def step(name):
-    script = WAIT + '\\necho done > "$out"' if name == "slow" else 'echo ok > "$out"'
+    script = HOLD + '\\n' + WAIT + '\\necho done > "$out"' if name == "slow" else 'echo ok > "$out"'
     return maestro.process(
         name=name, executor="default", outputs={"out": f"{name}.txt"}, script=script
     )
@@ -104,8 +112,14 @@ def step(name):
 
 @maestro.main
 def main():
-    names = ["slow", "queued_1", "queued_2", "queued_3"]
-    maestro.raise_failures(maestro.parallelize(names, step))
+    slow = threading.Thread(target=step, args=("slow",))
+    slow.start()
+    for _ in range(600):
+        if os.path.exists("holding"):
+            break
+        time.sleep(0.1)
+    maestro.raise_failures(maestro.parallelize(["queued_1", "queued_2", "queued_3"], step))
+    slow.join()
 
 
 if __name__ == "__main__":
@@ -232,6 +246,13 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             _wait(lambda: store.count_workflows() == 2, "the slow workflow to be recorded")
             diamond_session = store.list_workflows(search="diamond")[0].workflow.session
             slow_session = store.list_workflows(search="slow")[0].workflow.session
+            slow_id = store.get_workflow(slow_session).id
+
+            def pending() -> int:
+                steps = store.aggregated_steps(slow_id)
+                return sum(s.state is StepState.PENDING for s in steps)
+
+            _wait(lambda: pending() >= 2, "two steps to wait behind the slow one")
             # A process name no real run can have (it holds a slash), recorded directly.
             wf = store.create_workflow(
                 session="xss-store", project="demo", entry="x.py", metadata={"note": HTML_NAME}
