@@ -14,7 +14,6 @@ Everything a process leaves behind sits in its working directory, next to its ou
 from __future__ import annotations
 
 import errno
-import functools
 import json
 import os
 import signal
@@ -24,7 +23,6 @@ from pathlib import Path
 
 from libmaestro._fs import tail_lines, write_new_file
 from libmaestro.config.model import ExecutorConfig, ExecutorType
-from libmaestro.containers import container_command, container_name
 from libmaestro.errors import (
     ProcessDefinitionError,
     ProcessError,
@@ -35,6 +33,7 @@ from libmaestro.executors.base import Backend
 from libmaestro.executors.slurm_script import EXIT_FILE, SBATCH_FILE
 from libmaestro.history import Decision
 from libmaestro.jobs import JobHandle, JobResult, JobSpec, JobState
+from libmaestro.launch import job_command, job_environment, job_variables
 from libmaestro.process import Process, ProcessOutputs
 from libmaestro.scheduler import StoppedError
 from libmaestro.session import EventKind, ProcessEvent, Session
@@ -47,149 +46,6 @@ STATUS_FILE = ".maestro.json"
 OWN_FILES = frozenset({SCRIPT_FILE, STDOUT_FILE, STDERR_FILE, STATUS_FILE, SBATCH_FILE, EXIT_FILE})
 ATTEMPTS_DIR = ".attempts"  # earlier attempts' working directories, kept on --resume
 STDERR_TAIL_LINES = 10
-
-# `module` is a shell function that login shells define; a job started from Python has no login
-# shell, so look for the usual init scripts first. Module names arrive as arguments ("$@"), never
-# as text inside this program: first their count, then the names, then the command to exec.
-MODULE_LAUNCHER = r"""
-count=$1; shift
-modules=("${@:1:$count}"); shift "$count"
-if ! type module >/dev/null 2>&1; then
-  for init in "${MODULESHOME:-/nonexistent}/init/bash" /etc/profile.d/modules.sh \
-              /etc/profile.d/lmod.sh /usr/share/lmod/lmod/init/bash; do
-    if [ -r "$init" ]; then . "$init"; break; fi
-  done
-fi
-if ! type module >/dev/null 2>&1; then
-  echo "maestro: the executor lists modules (${modules[*]}) but this host has no 'module'" \
-       "command (Environment Modules or Lmod); install one or remove 'modules' from the" \
-       "executor" >&2
-  exit 127
-fi
-module load "${modules[@]}" || { echo "maestro: 'module load ${modules[*]}' failed" >&2; exit 127; }
-exec "$@"
-"""
-
-
-_SHEBANG_BYTES = 256  # how much of a script the kernel reads for its `#!` line (BINPRM_BUF_SIZE)
-
-
-def _shebang_command(text: str, script: str) -> list[str] | None:
-    """The argv the kernel makes of `script` from its `#!` line, or None to let the kernel do it.
-
-    Starting the interpreter ourselves is what exec'ing the script does anyway (same argv, same
-    program), but the script is then only read, never executed. Executing a file fails with
-    ETXTBSY ("Text file busy") while any process has it open for writing, and another thread's
-    fork can inherit the descriptor of a script being written for an instant.
-    """
-    interpreter = _shebang_interpreter(text)
-    return None if interpreter is None else [*interpreter, script]
-
-
-@functools.lru_cache(maxsize=1024)
-def _shebang_interpreter(text: str) -> tuple[str, ...] | None:
-    """The interpreter and its argument from a script's `#!` line (cached: fan-outs repeat it).
-
-    Only the common form is handled: an absolute interpreter path and at most one argument,
-    parsed as Linux parses it (spaces and tabs separate; the argument is the rest of the line).
-    """
-    end = text.find("\n", 0, _SHEBANG_BYTES)
-    if end < 0 or not text.startswith("#!"):
-        return None
-    line = text[2:end]
-    if not line.isascii() or "\0" in line:
-        return None
-    line = line.strip(" \t")
-    cut = min((i for i in (line.find(" "), line.find("\t")) if i >= 0), default=len(line))
-    interpreter, argument = line[:cut], line[cut:].lstrip(" \t")
-    if not interpreter.startswith("/"):
-        return None  # relative or bare names resolve differently for the kernel and for Popen
-    return (interpreter, argument) if argument else (interpreter,)
-
-
-def _command(
-    script: str,
-    workdir: Path,
-    executor: ExecutorConfig,
-    *,
-    session: Session,
-    process: Process,
-    variables: dict[str, str],
-) -> list[str]:
-    """The job's argv: `script` (in `workdir`), inside its container if any, after `module load`
-    if any.
-
-    Modules are loaded outside the container: on clusters they are what provides the runtime.
-    A plain local job starts the script's interpreter directly (see `_shebang_command`).
-    """
-    if (
-        executor.type is ExecutorType.LOCAL
-        and executor.container is None
-        and not executor.modules
-        and (direct := _shebang_command(process.prepared.text, script)) is not None
-    ):
-        return direct
-    command = [script]
-    if executor.container is not None:
-        command = container_command(
-            executor.container,
-            name=container_name(session.name, process.name),
-            workdir=workdir,
-            command=command,
-            env_names=variables,
-        )
-    if executor.modules:
-        modules = executor.modules
-        command = ["bash", "-c", MODULE_LAUNCHER, "maestro-modules", str(len(modules)),
-                   *modules, *command]  # fmt: skip
-    return command
-
-
-def _variables(
-    session: Session,
-    process: Process,
-    workdir: Path,
-    staged: dict[str, Path],
-    outputs: Mapping[str, Path] | None = None,
-    *,
-    workdir_text: str | None = None,
-) -> dict[str, str]:
-    """The variables maestro injects into the script: its own, the inputs, outputs and args.
-
-    `outputs` are the outputs' paths in `workdir` when the caller has them already, and
-    `workdir_text` is `str(workdir)`.
-    """
-    if outputs is None:
-        outputs = {var: workdir / rel for var, rel in process.outputs.items()}
-    ours: dict[str, str] = {
-        "MAESTRO_SESSION": session.name,
-        "MAESTRO_PROCESS": process.name,
-        "MAESTRO_WORKDIR": str(workdir) if workdir_text is None else workdir_text,
-    }
-    ours.update({var: str(path) for var, path in staged.items()})
-    ours.update({var: str(path) for var, path in outputs.items()})
-    ours.update(process.args)
-    return ours
-
-
-def _current_environment() -> dict[bytes, bytes]:
-    """A copy of this program's environment as it is now, as bytes.
-
-    CPython keeps it as a dict of bytes behind `os.environb`; copying that dict is a hundred
-    times faster than `os.environb.copy()`, which checks every entry, for every process.
-    """
-    data = getattr(os.environb, "_data", None)
-    if isinstance(data, dict):
-        return dict(data)
-    return os.environb.copy()
-
-
-def _environment(variables: dict[str, str]) -> dict[bytes, bytes]:
-    # Bytes, not str: decoding the whole environment for every process costs more than the
-    # rest of maestro's bookkeeping for it.
-    env = _current_environment()
-    env.update({os.fsencode(k): os.fsencode(v) for k, v in variables.items()})
-    return env
 
 
 def _record(
@@ -590,15 +446,15 @@ def run_process(process: Process, *, executor: ExecutorConfig, session: Session)
     write_new_file(script, process.prepared.text, mode=0o755)
     outputs = _outputs(process, workdir)  # returned once verified; the paths are needed before
     paths = outputs.as_dict()
-    variables = _variables(session, process, workdir, staged, paths, workdir_text=here)
+    variables = job_variables(session, process, workdir, staged, paths, workdir_text=here)
     spec = JobSpec(
         session=session.name,
         process=process.name,
         workdir=workdir,
-        argv=_command(
+        argv=job_command(
             script, workdir, executor, session=session, process=process, variables=variables
         ),
-        env=_environment(variables),
+        env=job_environment(variables),
         stdout=f"{here}/{STDOUT_FILE}",
         stderr=f"{here}/{STDERR_FILE}",
     )

@@ -19,6 +19,7 @@ from libmaestro import runner
 from libmaestro.config.model import ExecutorConfig, SshTarget
 from libmaestro.errors import ProcessError, ProcessInterruptedError
 from libmaestro.jobs import JobResult, JobSpec, JobState
+from libmaestro.launch import job_command
 from libmaestro.process import Process, ProcessOutputs
 from libmaestro.remote.paths import RemotePath
 from libmaestro.remote.workspace import RemoteWorkspace, fetch
@@ -129,7 +130,7 @@ def run_remote_process(
         session=session.name,
         process=process.name,
         workdir=local_workdir,
-        argv=runner._command(
+        argv=job_command(
             str(script),
             local_workdir,
             executor,

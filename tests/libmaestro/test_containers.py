@@ -35,8 +35,8 @@ from libmaestro.containers import (
     runtime_problem,
     session_of_container,
 )
+from libmaestro.launch import job_command
 from libmaestro.process import Process
-from libmaestro.runner import _command
 from libmaestro.session import Session
 from libmaestro.startup import check_backends
 
@@ -438,7 +438,7 @@ def test_containers_startup_reports_a_missing_image_at_the_executor(
     assert f"podman pull {IMAGE}" in problems[0].message
 
 
-# --- modules (runner._command) -------------------------------------------------------------
+# --- modules (launch.job_command) -------------------------------------------------------------
 
 # A module system of our own: `module load` records its arguments and puts the module's bin
 # directory (which provides `from-module`, and an `apptainer`) on PATH; `FAIL_LOAD` fails it.
@@ -493,7 +493,7 @@ def module_command(
         name="cluster", type=ExecutorType.LOCAL, modules=tuple(modules), container=container
     )
     process = Process(name="step", script="true")
-    return _command(
+    return job_command(
         str(script), script.parent, executor, session=session, process=process, variables=VARIABLES
     )
 

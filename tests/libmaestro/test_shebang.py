@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from libmaestro.runner import _shebang_command
+from libmaestro.launch import shebang_command
 
 
 @pytest.mark.parametrize(
@@ -23,7 +23,7 @@ from libmaestro.runner import _shebang_command
     ],
 )
 def test_shebang_becomes_the_argv_the_kernel_would_build(first_line: str, argv: list[str]) -> None:
-    assert _shebang_command(f"{first_line}\necho hi\n", "S") == argv
+    assert shebang_command(f"{first_line}\necho hi\n", "S") == argv
 
 
 @pytest.mark.parametrize(
@@ -37,13 +37,13 @@ def test_shebang_becomes_the_argv_the_kernel_would_build(first_line: str, argv: 
     ],
 )
 def test_unusual_first_lines_are_left_to_the_kernel(text: str) -> None:
-    assert _shebang_command(text, "S") is None
+    assert shebang_command(text, "S") is None
 
 
 def test_started_argv_runs_the_script_as_exec_would(tmp_path: Path) -> None:
     script = tmp_path / "s.sh"
     script.write_text('#!/bin/bash -eu\necho "$0 $1 ${-//[^eu]/}"\n')  # no execute bit needed
-    argv = _shebang_command(script.read_text(), str(script))
+    argv = shebang_command(script.read_text(), str(script))
     assert argv is not None
 
     done = subprocess.run([*argv, "arg"], capture_output=True, text=True, check=True)
