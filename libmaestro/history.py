@@ -75,10 +75,20 @@ _HASH_CHUNK = 1024 * 1024
 
 
 def _sha256_of(path: Path, size: int) -> str:
-    """The SHA-256 of a file's content, read with plain system calls (no file object).
+    """The SHA-256 of a file's content; see `_sha256_and_stat`.
 
-    `size` is the file's size as just stat'ed: a small file is then read with one call (a
-    read that returns less than was asked is the end of a regular file).
+    Raises:
+        OSError: `path` cannot be read.
+    """
+    return _sha256_and_stat(path, size)[0]
+
+
+def _sha256_and_stat(path: Path, size: int) -> tuple[str, os.stat_result]:
+    """The SHA-256 of a file's content, and the file's stat once it was read.
+
+    Read with plain system calls (no file object). `size` is the file's size as just stat'ed:
+    a small file is then read with one call (a read that returns less than was asked is the
+    end of a regular file). The stat is of the open file, not of the path (`fstat`).
 
     Raises:
         OSError: `path` cannot be read.
@@ -92,9 +102,10 @@ def _sha256_of(path: Path, size: int) -> str:
             if len(chunk) < want:
                 break
             want = _HASH_CHUNK
+        after = os.fstat(fd)
     finally:
         os.close(fd)
-    return sha.hexdigest()
+    return sha.hexdigest(), after
 
 
 def fingerprint(path: Path, info: os.stat_result | None = None) -> Fingerprint | None:
@@ -125,37 +136,48 @@ def fingerprint_as_taken(path: Path, info: os.stat_result | None) -> Fingerprint
 
     The content hash is kept only if the file still has the size and mtime `info` saw after it
     was read: a file rewritten in between is recorded with no hash, which a later resume treats
-    as changed (it reruns the step) rather than trusting content it never saw.
+    as changed (it reruns the step) rather than trusting content it never saw. A file replaced
+    by another (renamed over) keeps the hash of the content that was read, which `info`
+    describes; the next resume sees the new file's stat and compares content.
     """
     if info is None or stat.S_ISDIR(info.st_mode) or not isinstance(path, Path):
         return fingerprint(path, info)  # nothing earlier to hold it to
     as_seen = Fingerprint(path=path, size=info.st_size, mtime_ns=info.st_mtime_ns)
+    if info.st_size > HASH_LIMIT:
+        return as_seen
     try:
-        found = fingerprint(path, info)
-        now = os.stat(path)  # noqa: PTH116  # a quarter of Path.stat's cost
+        digest, now = _sha256_and_stat(path, info.st_size)
     except OSError:  # gone or unreadable since: what was seen is all there is to record
         return as_seen
-    if found is None or now.st_size != info.st_size or now.st_mtime_ns != info.st_mtime_ns:
+    if now.st_size != info.st_size or now.st_mtime_ns != info.st_mtime_ns:
         return as_seen
-    return found
+    return Fingerprint(path=path, size=info.st_size, mtime_ns=info.st_mtime_ns, sha256=digest)
 
 
 def _tree_fingerprint(root: Path) -> Fingerprint:
-    """A directory as one fingerprint: total size, newest mtime, a hash of its listing."""
+    """A directory as one fingerprint: total size, newest mtime, a hash of its listing.
+
+    The listing is one line per file, `relative/path\\0size\\0mtime_ns`, in `os.walk` order
+    with names sorted. Paths are plain strings: a scatter step's directory of 1,000 parts cost
+    12 ms with a `Path` per file, on the writer's path.
+    """
     listing = hashlib.sha256()
     size = 0
-    newest = root.stat().st_mtime_ns
-    for directory, subdirs, files in os.walk(root):
+    top = os.fspath(root)
+    newest = os.stat(top).st_mtime_ns
+    prefix = len(top) if top.endswith(os.sep) else len(top) + 1
+    for directory, subdirs, files in os.walk(top):
         subdirs.sort()
+        below = directory[prefix:]
         for name in sorted(files):
-            path = Path(directory, name)
             try:
-                info = path.stat()
+                info = os.stat(os.path.join(directory, name))
             except OSError:
                 continue
             size += info.st_size
             newest = max(newest, info.st_mtime_ns)
-            entry = f"{path.relative_to(root)}\0{info.st_size}\0{info.st_mtime_ns}\n"
+            relative = f"{below}{os.sep}{name}" if below else name
+            entry = f"{relative}\0{info.st_size}\0{info.st_mtime_ns}\n"
             listing.update(entry.encode("utf-8", "surrogateescape"))
     return Fingerprint(path=root, size=size, mtime_ns=newest, sha256=listing.hexdigest())
 

@@ -57,6 +57,9 @@ class SqliteDatabase:
         self.busy_timeout = busy_timeout
         self._lock = threading.RLock()
         self._batch: sqlite3.Connection | None = None  # the open transaction of `batch()`
+        # Runs found running in the open batch: no other process can end one while the batch
+        # holds the write lock, so each is read once per batch instead of once per step.
+        self._running_in_batch: dict[int, RunKey] = {}
         self._conn: sqlite3.Connection | None = None
         self._pid = 0
 
@@ -140,6 +143,7 @@ class SqliteDatabase:
             except sqlite3.Error as exc:
                 raise self._error(exc) from exc
             self._batch = conn
+            self._running_in_batch.clear()
             try:
                 yield
             except BaseException:
@@ -153,6 +157,7 @@ class SqliteDatabase:
                     raise self._error(exc) from exc
             finally:
                 self._batch = None
+                self._running_in_batch.clear()
 
     @contextlib.contextmanager
     def _savepoint(self, conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
@@ -225,6 +230,9 @@ class SqliteDatabase:
 
         Only the columns a step record copies are read: this is on every step's path.
         """
+        batched = conn is self._batch
+        if batched and (known := self._running_in_batch.get(run_id)) is not None:
+            return known
         state, workflow_id, attempt = self._one(
             conn,
             "SELECT state, workflow_id, attempt FROM runs WHERE id = ?",
@@ -235,12 +243,16 @@ class SqliteDatabase:
             raise StateConflictError(
                 f"cannot record step {process}: run {attempt} has ended ({state}); start a new run"
             )
-        return RunKey(run_id, workflow_id, attempt)
+        key = RunKey(run_id, workflow_id, attempt)
+        if batched:
+            self._running_in_batch[run_id] = key
+        return key
 
     def _end_run(
         self, conn: sqlite3.Connection, run: RunRecord, state: RunState, at: float, reason: str
     ) -> RunRecord:
         check_run_transition(run.state, state, run=str(run.attempt))
+        self._running_in_batch.pop(run.id, None)
         conn.execute(
             "UPDATE runs SET state = ?, ended_at = ? WHERE id = ?", (state.value, at, run.id)
         )
@@ -320,10 +332,11 @@ class SqliteDatabase:
                 for path, item in zip(paths, inputs, strict=True)
             ],
         )
-        conn.executemany(
-            "INSERT OR IGNORE INTO lineage (step_id, artefact_id) VALUES (?, ?)",
-            [(step_id, source_id) for source_id in dict.fromkeys(producers.values())],
-        )
+        if producers:
+            conn.executemany(
+                "INSERT OR IGNORE INTO lineage (step_id, artefact_id) VALUES (?, ?)",
+                [(step_id, source_id) for source_id in dict.fromkeys(producers.values())],
+            )
 
     @staticmethod
     def _producers(

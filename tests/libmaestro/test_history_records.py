@@ -7,6 +7,7 @@ the records a resume relies on, with a real SQLite store and real files.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
@@ -182,3 +183,36 @@ def test_a_file_hashed_once_is_hashed_again_after_it_changed(tmp_path: Path) -> 
     (input_b,) = history.store.artefacts(b.id)
     assert input_a.sha256 != input_b.sha256
     assert input_b.sha256 == fingerprint(shared).sha256  # type: ignore[union-attr]
+
+
+def test_a_directory_fingerprint_hashes_its_listing_in_the_recorded_form(tmp_path: Path) -> None:
+    # Stores hold directory fingerprints in this form: a change of form would rerun every step
+    # with a directory output on the next resume. One line per file, in `os.walk` order with
+    # names sorted, "relative path NUL size NUL mtime_ns"; links are followed, broken ones and
+    # linked directories are left out, and names that are not UTF-8 are kept as their bytes.
+    root = tmp_path / "out"
+    (root / "b" / "inner").mkdir(parents=True)
+    (root / "a").mkdir()
+    (root / "z.txt").write_text("zz")
+    (root / "b" / "x.txt").write_text("x")
+    (root / "b" / "inner" / "deep.txt").write_text("deep")
+    (root / "a" / "y.txt").write_text("yyy")
+    (root / "link.txt").symlink_to(root / "z.txt")
+    (root / "broken").symlink_to(tmp_path / "nowhere")
+    (root / "dirlink").symlink_to(root / "b", target_is_directory=True)
+    odd = os.fsdecode(b"caf\xe9.txt")
+    (root / odd).write_text("1")
+
+    def line(relative: str) -> bytes:
+        info = (root / relative).stat()
+        text = f"{relative}\0{info.st_size}\0{info.st_mtime_ns}\n"
+        return text.encode("utf-8", "surrogateescape")
+
+    files = [odd, "link.txt", "z.txt", "a/y.txt", "b/x.txt", "b/inner/deep.txt"]
+    expected = hashlib.sha256(b"".join(line(f) for f in files)).hexdigest()
+    found = fingerprint(root)
+    assert found is not None
+    assert found.sha256 == expected
+    assert found.size == sum((root / f).stat().st_size for f in files)
+    newest = max([root.stat().st_mtime_ns, *((root / f).stat().st_mtime_ns for f in files)])
+    assert found.mtime_ns == newest

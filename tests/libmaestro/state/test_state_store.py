@@ -206,6 +206,23 @@ def test_finish_run_aborts_what_it_left_active(store: SqliteStateStore) -> None:
         store.start_step(run.id, process="late")
 
 
+def test_a_batch_refuses_steps_once_its_own_write_ended_the_run(store: SqliteStateStore) -> None:
+    # The run history writes a run's steps and its end in one batch; a step queued after the
+    # end must be refused there as it is outside a batch, and the others kept.
+    wf = new_workflow(store, "batched")
+    run = start_run(store, wf.id)
+    with store.batch():
+        first = store.add_step(run.id, process="first")
+        second = store.add_step(run.id, process="second")
+        store.finish_run(run.id, RunState.SUCCEEDED)
+        with pytest.raises(StateConflictError, match="has ended"):
+            store.add_step(run.id, process="late")
+    assert [s.id for s in store.steps(wf.id)] == [first, second]
+    # The next batch reads the run afresh: ended still.
+    with store.batch(), pytest.raises(StateConflictError, match="has ended"):
+        store.add_step(run.id, process="later")
+
+
 def test_store_refuses_moves_the_state_machine_forbids(
     store: SqliteStateStore, make_file: MakeFile
 ) -> None:
