@@ -164,14 +164,14 @@ def _tree_fingerprint(root: Path) -> Fingerprint:
     listing = hashlib.sha256()
     size = 0
     top = os.fspath(root)
-    newest = os.stat(top).st_mtime_ns
+    newest = root.stat().st_mtime_ns
     prefix = len(top) if top.endswith(os.sep) else len(top) + 1
     for directory, subdirs, files in os.walk(top):
         subdirs.sort()
         below = directory[prefix:]
         for name in sorted(files):
             try:
-                info = os.stat(os.path.join(directory, name))
+                info = os.stat(f"{directory}{os.sep}{name}")  # noqa: PTH116  # see docstring
             except OSError:
                 continue
             size += info.st_size

@@ -13,7 +13,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any, NamedTuple, Self
 
 from libmaestro.state import _sqlite_schema
@@ -311,11 +311,18 @@ class SqliteDatabase:
         workflow_id: int,
         step_id: int,
         inputs: Sequence[Fingerprint],
+        workdir: str | None,
     ) -> None:
+        """Record the step's inputs, each with the output artefact it came from, if any.
+
+        `workdir` is the step's working directory: the instance's outputs lie in the working
+        directories beside it, which bounds where an input's producer may be (`_producers`).
+        """
         if not inputs:
             return
         paths = [str(item.path) for item in inputs]
-        producers = self._producers(conn, workflow_id, step_id, paths)
+        root = None if workdir is None else workdir.rpartition(os.sep)[0]
+        producers = self._producers(conn, workflow_id, step_id, paths, root)
         conn.executemany(
             "INSERT INTO artefacts (workflow_id, step_id, role, path, size, mtime_ns, sha256,"
             " source_id) VALUES (?,?,'input',?,?,?,?,?)",
@@ -340,15 +347,24 @@ class SqliteDatabase:
 
     @staticmethod
     def _producers(
-        conn: sqlite3.Connection, workflow_id: int, step_id: int, paths: Sequence[str]
+        conn: sqlite3.Connection,
+        workflow_id: int,
+        step_id: int,
+        paths: Sequence[str],
+        root: str | None,
     ) -> dict[str, int]:
         """Path -> the output artefact of the newest succeeded producer of it in the instance.
 
-        One query per `_PATHS_PER_QUERY` paths: a gather step with 1,000 inputs made 1,000
-        queries, on its path to the end of the run.
+        A path inside a directory that a step output (`parts/7.txt` of a scatter step's
+        `parts`) comes from that directory: the nearest recorded ancestor is its producer.
+        Ancestors are looked up only below `root`'s working directories (all, if it is None).
+        One query per `_PATHS_PER_QUERY` candidates: a gather step with 1,000 inputs made
+        1,000 queries, on its path to the end of the run.
         """
-        found: dict[str, int] = {}
-        unique = list(dict.fromkeys(paths))
+        # Each path with the directories that may hold it, nearest first.
+        chains = {path: [path, *_output_directories(path, root)] for path in paths}
+        unique = list(dict.fromkeys(c for chain in chains.values() for c in chain))
+        outputs: dict[str, int] = {}
         for start in range(0, len(unique), _PATHS_PER_QUERY):
             chunk = unique[start : start + _PATHS_PER_QUERY]
             marks = ",".join("?" * len(chunk))
@@ -358,5 +374,33 @@ class SqliteDatabase:
                 "AND s.state = 'succeeded' AND a.step_id != ? GROUP BY a.path",
                 (workflow_id, *chunk, step_id),
             )
-            found.update((path, artefact_id) for path, artefact_id in rows)
+            outputs.update((path, artefact_id) for path, artefact_id in rows)
+        found: dict[str, int] = {}
+        if outputs:
+            for path, chain in chains.items():
+                for candidate in chain:
+                    if (artefact_id := outputs.get(candidate)) is not None:
+                        found[path] = artefact_id
+                        break
         return found
+
+
+def _output_directories(path: str, root: str | None) -> list[str]:
+    """The directories above `path` that may be a step's output directory, nearest first.
+
+    Outputs are inside working directories (`<root>/<process>/...`): a directory above the
+    working directory can never be one, nor the working directory itself. Without a `root`,
+    every ancestor may be.
+    """
+    if root is None:
+        return [str(parent) for parent in PurePath(path).parents]
+    prefix = root if root.endswith(os.sep) else root + os.sep
+    if not path.startswith(prefix):
+        return []
+    found = []
+    workdir_end = path.find(os.sep, len(prefix))  # the separator after `<root>/<process>`
+    end = path.rfind(os.sep)
+    while end > workdir_end >= 0:
+        found.append(path[:end])
+        end = path.rfind(os.sep, 0, end)
+    return found

@@ -243,7 +243,8 @@ class SqliteStateStore(SqliteReads):
                 state = StepState.SUCCEEDED
                 columns.update(_success_columns(success))
             step_id = self._insert_step(conn, run, process=process, state=state, **columns)
-            self._insert_inputs(conn, run.workflow_id, step_id, inputs)
+            where = None if workdir is None else str(workdir)
+            self._insert_inputs(conn, run.workflow_id, step_id, inputs, where)
             if success is not None:
                 self._insert_outputs(conn, run.workflow_id, step_id, success.outputs)
             return step_id
@@ -345,7 +346,8 @@ class SqliteStateStore(SqliteReads):
             check_transition(
                 step.state, StepState.SUCCEEDED, step=f"{step.process} (run {step.attempt})"
             )
-            self._insert_inputs(conn, step.workflow_id, step_id, inputs)
+            workdir = None if step.workdir is None else str(step.workdir)
+            self._insert_inputs(conn, step.workflow_id, step_id, inputs, workdir)
             self._insert_outputs(conn, step.workflow_id, step_id, success.outputs)
             # `reason` keeps why the step ran (resume records it at start, --why shows it).
             updates = {"state": StepState.SUCCEEDED.value, **_success_columns(success)}

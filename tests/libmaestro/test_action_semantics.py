@@ -253,3 +253,53 @@ def test_abort_request_file_accumulates_names(tmp_path: Path) -> None:
     assert '"all": true' in (tmp_path / ABORT_FILE).read_text()
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
     assert os.access(tmp_path / ABORT_FILE, os.R_OK)
+
+
+SCATTER = """
+    import libmaestro as maestro
+
+    @maestro.main
+    def main():
+        parts = maestro.process(
+            name="split", executor="default", outputs={"parts": "parts"},
+            script='mkdir "$parts"; for i in 0 1 2; do echo "$i" > "$parts/$i.txt"; done',
+        ).parts
+        outs = [
+            maestro.process(
+                name=f"w{i}", executor="default", inputs={"part": parts / f"{i}.txt"},
+                outputs={"out": "out.txt"}, script='cat "$part" "$part" > "$out"',
+            ).out
+            for i in range(3)
+        ]
+        maestro.process(
+            name="gather", executor="default", inputs={f"in_{i}": o for i, o in enumerate(outs)},
+            outputs={"all": "all.txt"}, script='cat "$in_0" "$in_1" "$in_2" > "$all"',
+        )
+        maestro.process(
+            name="lonely", executor="default", outputs={"out": "alone.txt"},
+            script='echo alone > "$out"',
+        )
+
+    main()
+"""
+
+
+def test_propagation_reaches_the_readers_of_files_inside_an_output_directory(
+    tmp_path: Path, file_tree: Callable[..., Path], store_path: Path
+) -> None:
+    # The workers read `parts/<i>.txt`, files inside the directory `split` output: they are
+    # downstream of `split` as much as readers of the directory itself would be.
+    root = file_tree(
+        {"Maestro.toml": '[executor.default]\ntype = "Local"\n', "workflow.py": SCATTER},
+        root=tmp_path / "project",
+    )
+    result = run_program(root / "workflow.py", cwd=root, env={"MAESTRO_STORE": str(store_path)})
+    assert result.returncode == 0, shown(result)
+    with open_store(store_path) as store:
+        session = session_of(store)
+        split = steps_by_name(store, session)["split"].step  # type: ignore[attr-defined]
+        request = ActionRequest("invalidate-step", session, step_id=split.id, propagate=True)
+        plan = plan_action(store, request)
+        assert sorted(s.process for s in plan.steps) == ["gather", "split", "w0", "w1", "w2"]
+        (parts,) = output_of(store, session, "split")
+        assert parts in plan.files and parts.is_dir()

@@ -358,3 +358,33 @@ def test_default_store_path(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> 
     assert default_store_path() == tmp_path / "mh" / "state.db"
     monkeypatch.setattr(sys, "platform", "darwin")
     assert default_store_path({}) == home / "Library/Application Support/maestro/state.db"
+
+
+def test_an_input_inside_an_output_directory_has_that_directory_as_its_source(
+    store: SqliteStateStore, tmp_path: Path
+) -> None:
+    # A scatter step writes a directory of parts; each worker reads one part. The lineage runs
+    # from the directory to every worker, so invalidating the scatter reaches them.
+    wf = new_workflow(store, "scatter")
+    run = start_run(store, wf.id)
+    parts = tmp_path / "split" / "parts"
+    (parts / "nested").mkdir(parents=True)
+    (parts / "0.txt").write_text("0\n")
+    (parts / "nested" / "1.txt").write_text("1\n")
+    (tmp_path / "split" / "parts.log").write_text("beside, not inside\n")
+    split = store.start_step(run.id, process="split")
+    store.succeed_step(split.id, outputs=[_fingerprint_of(parts)])
+    (directory,) = store.artefacts(split.id)
+    inputs = [
+        _fingerprint_of(parts / "0.txt"),
+        _fingerprint_of(parts / "nested" / "1.txt"),
+        _fingerprint_of(tmp_path / "split" / "parts.log"),
+    ]
+    worker = store.start_step(run.id, process="w0", inputs=inputs)
+    recorded = {a.path.name: a.source_id for a in store.artefacts(worker.id)}
+    assert recorded == {"0.txt": directory.id, "1.txt": directory.id, "parts.log": None}
+    assert [(e.step_id, e.artefact_id) for e in store.lineage(wf.id)] == [(worker.id, directory.id)]
+
+
+def _fingerprint_of(path: Path) -> Fingerprint:
+    return Fingerprint(path=path, size=path.stat().st_size, mtime_ns=path.stat().st_mtime_ns)
