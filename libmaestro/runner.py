@@ -422,6 +422,7 @@ def run_process(process: Process, *, executor: ExecutorConfig, session: Session)
         session.emit(
             ProcessEvent(
                 EventKind.SKIPPED, process.name, name, workdir, time.time(),
+                inputs=tuple(process.inputs.values()),  # the graph keeps its edges
                 reason=f"up to date (from run {decision.reuse.step.attempt})",
             )
         )  # fmt: skip

@@ -104,6 +104,7 @@ def run_remote_process(
         session.emit(
             ProcessEvent(
                 EventKind.SKIPPED, process.name, name, Path(str(remote_dir)), time.time(),
+                inputs=tuple(process.inputs.values()),  # the graph keeps its edges
                 reason=f"up to date (from run {decision.reuse.step.attempt})",
             )
         )  # fmt: skip

@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 from helpers import processes_with, run_program, shown, wait_for
 
+from libmaestro.graph import NodeState, find_run_graph, load_graph
 from libmaestro.history import store_path
 from libmaestro.layout import WORK_DIR_NAME
 from libmaestro.state import SqliteStateStore, StepState
@@ -625,3 +626,16 @@ def test_resume_after_sigkill_reruns_only_the_steps_that_had_not_succeeded(
         }
     (kept,) = project.attempts("step2")
     assert (kept / "started").exists()
+
+
+def test_resume_that_skips_every_step_keeps_the_run_graph_edges(tmp_path: Path) -> None:
+    # `maestro dag` draws the newest run: a resume that reused every step drew its nodes
+    # without a single edge, as if nothing fed anything.
+    project = Project(tmp_path / "p", chain_program(3))
+    first_run(project)
+    assert_reran(project.run(), [], ["step1", "step2", "step3"])
+    found = find_run_graph(project.root)
+    assert found is not None
+    graph = load_graph(found)
+    assert sorted(graph.edges) == [("step1", "step2"), ("step2", "step3")]
+    assert {node.state for node in graph.nodes} == {NodeState.SKIPPED}
