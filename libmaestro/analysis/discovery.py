@@ -14,8 +14,9 @@ Limitations, all consequences of reading source without running it:
 
 - Only the import statements are followed. `importlib.import_module("x")`, `__import__` and
   `sys.path` manipulation are not seen.
-- Module names resolve against `root` alone, the way Python resolves them when `root` is the
-  first `sys.path` entry (a script in `root`, or `python -m` run from `root`).
+- Module names resolve against the entry module's directory, then against `root`: the first
+  is `sys.path[0]` for `python pipelines/main.py` (and `maestro run`), the second for
+  `python -m pipelines.main` run from `root`. Other `sys.path` entries are not searched.
 - Name binding is module-wide: an import anywhere in a module (top level, in a function, under
   `if`) binds its names for the whole module, and rebinding a name by assignment, `def` or a
   later import of something else is not tracked. `from libmaestro import executor` followed by
@@ -139,7 +140,8 @@ def project_modules(entry: Path, *, root: Path) -> Discovery:
     """
     root = root.resolve()
     entry = entry.resolve()
-    resolver = _Resolver(root)
+    search = [entry.parent] if entry.parent.is_relative_to(root) else []
+    resolver = _Resolver(root, [*search, root] if entry.parent != root else [root])
     modules: list[ModuleSource] = []
     unparsable: list[tuple[Path, str]] = []
     seen: set[Path] = {entry}
@@ -353,8 +355,9 @@ def _parse_file(path: Path) -> tuple[ModuleSource | None, str]:
 class _Resolver:
     """Map import statements to project files, caching each directory lookup."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, search: Sequence[Path]) -> None:
         self._root = root
+        self._search = search  # where absolute imports look, like sys.path; all under root
         # (directory, name) -> (module file, package directory). Many modules import the same
         # names, and each lookup costs up to three stat calls.
         self._cache: dict[tuple[Path, str], tuple[Path | None, Path | None]] = {}
@@ -365,21 +368,23 @@ class _Resolver:
         for node in _imports(module.tree):
             if isinstance(node, ast.Import):
                 for alias in node.names:
-                    files += self._resolve(self._root, alias.name.split("."))
+                    parts = alias.name.split(".")
+                    files += self._resolve(self._top_level_base(parts[0]), parts)
             else:
                 files += self._resolve_from(module.path, node)
         return files
 
     def _resolve_from(self, importer: Path, node: ast.ImportFrom) -> list[Path]:
         """Files loaded by `from X import a, b`, where a and b may be submodules of X."""
-        base = self._root
+        parts = node.module.split(".") if node.module else []
         if node.level:
             base = importer.parent
             for _ in range(node.level - 1):
                 base = base.parent
             if not base.is_relative_to(self._root):
                 return []
-        parts = node.module.split(".") if node.module else []
+        else:
+            base = self._top_level_base(parts[0])
         files = self._resolve(base, parts)
         package = self._package_dir(base, parts)
         if package is None:
@@ -393,6 +398,20 @@ class _Resolver:
             if alias.name != "*":
                 files += self._resolve(package, [alias.name])
         return files
+
+    def _top_level_base(self, name: str) -> Path:
+        """The search directory a top-level module `name` is imported from.
+
+        As Python's path finder does across `sys.path`: the first directory with a module or
+        a regular package of that name, else the first with a namespace package of it.
+        """
+        for base in self._search:
+            if self._lookup(base, name)[0] is not None:
+                return base
+        for base in self._search:
+            if self._lookup(base, name)[1] is not None:
+                return base
+        return self._search[0]
 
     def _resolve(self, base: Path, parts: Sequence[str]) -> list[Path]:
         """Files loaded by importing the dotted name `parts` from directory `base`.

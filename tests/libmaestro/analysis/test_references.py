@@ -550,3 +550,25 @@ def test_scan_project_fifty_modules_is_fast(tmp_path):
     # A coarse guard against accidental quadratic behaviour, loose enough for a busy CI box;
     # the target (well under 100 ms) is measured by the benchmarks, not asserted here.
     assert elapsed < 1.0
+
+
+def test_project_modules_resolve_imports_from_an_entry_in_a_subdirectory(tmp_path):
+    # `maestro run` starts `python pipelines/main.py`: Python imports bare names from the
+    # entry's own directory first, and `python -m pipelines.main` from the project root.
+    build_tree(
+        tmp_path,
+        {
+            "pipelines/main.py": "import helpers\nimport shared\nimport both\n",
+            "pipelines/helpers.py": "from libmaestro import executor\nexecutor('beside')\n",
+            "pipelines/both.py": "",
+            "shared.py": "",
+            "both.py": "from libmaestro import executor\nexecutor('shadowed')\n",
+        },
+    )
+    discovery = project_modules(tmp_path / "pipelines" / "main.py", root=tmp_path)
+    assert discovered(discovery, tmp_path) == [
+        "pipelines/main.py",
+        "pipelines/helpers.py",
+        "shared.py",
+        "pipelines/both.py",
+    ]
