@@ -292,9 +292,16 @@ def _plan_rerun(request: ActionRequest, instance: _Instance) -> ActionPlan:
     downstream = [a for a in instance.downstream(targets) if a not in targets]
     steps = (*(a.step for a in targets), *(a.step for a in downstream))
     names = ", ".join(a.process for a in (*targets, *downstream))
+    # Steps downstream of a failure that never started have no record, so they cannot be
+    # listed; the resume runs them all the same.
+    unreached = (
+        "; steps the last run never reached run too"
+        if instance.workflow.state is not WorkflowState.SUCCEEDED
+        else ""
+    )
     summary = (
         f"rerun {_plural(len(steps), 'step')} of session {request.session} ({names}) as a "
-        "detached --resume; deletes no files (earlier attempts move to .attempts/)"
+        f"detached --resume{unreached}; deletes no files (earlier attempts move to .attempts/)"
     )
     return ActionPlan(request, steps, (), 0, summary)
 

@@ -199,6 +199,9 @@ def test_invalidate_workflow_removes_every_output_and_resume_redoes_it(
         plan = apply_action(store, ActionRequest("invalidate-workflow", session))
         assert len(plan.steps) == 5 and sorted(plan.files) == sorted(outputs)
         assert not any(p.exists() for p in outputs)
+        # The last run reached every step: all five are listed, and nothing is left unsaid.
+        rerun = plan_action(store, ActionRequest("rerun", session))
+        assert len(rerun.steps) == 5 and "never reached" not in rerun.summary
 
     resumed = run_program(
         diamond / "workflow.py", cwd=diamond,
@@ -225,6 +228,8 @@ def test_rerun_is_refused_for_a_succeeded_step_and_allowed_for_a_failed_one(
             plan_action(store, ActionRequest("rerun", session, step_id=steps["left"].step.id))  # type: ignore[attr-defined]
         request = ActionRequest("rerun", session, step_id=steps["join"].step.id)  # type: ignore[attr-defined]
         assert [s.process for s in plan_action(store, request).steps] == ["join"]
+        # A failed run may have left steps unstarted, with no record to list: the plan says so.
+        assert "steps the last run never reached run too" in plan_action(store, request).summary
 
         plan = apply_action(store, request)
 
