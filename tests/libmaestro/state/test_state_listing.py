@@ -1,6 +1,11 @@
-"""Listing workflow instances: newest first, paging, search by name or metadata, errors only."""
+"""Listing workflow instances: newest first, paging, search, errors only, and their rollups."""
 
 from __future__ import annotations
+
+import random
+import sqlite3
+from contextlib import closing
+from pathlib import Path
 
 import pytest
 from state_helpers import start_run
@@ -12,6 +17,7 @@ from libmaestro.state import (
     StepState,
     WorkflowState,
     WorkflowSummary,
+    rollup_of,
 )
 
 
@@ -147,3 +153,59 @@ def test_interrupted_listing_row_has_aborted_step(filled: SqliteStateStore) -> N
     wf = filled.get_workflow("calm-yak")
     (step,) = filled.steps(wf.id)
     assert (step.state, step.reason) == (StepState.ABORTED, "INTERRUPTED")
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_rollup_counts_what_the_aggregated_view_shows(store: SqliteStateStore, seed: int) -> None:
+    # `rollup` is counted in SQL for the listings; it must agree with the aggregated view in
+    # every history: reruns, skips that reuse an earlier success, failures, steps a run never
+    # reached or left pending, and successes invalidated afterwards.
+    rng = random.Random(seed)
+    wf = store.create_workflow(session=f"random-{seed}", project="demo", entry="main.py")
+    names = [f"align_{i}" for i in range(6)] + [f"call_{i}" for i in range(4)] + ["merge"]
+    authoritative: dict[str, int] = {}  # process -> its latest succeeded record
+    for _ in range(rng.randint(1, 4)):
+        run = start_run(store, wf.id)
+        for name in names:
+            fate = rng.choice(["unreached", "succeeded", "failed", "skipped", "pending"])
+            group = name.split("_")[0] if "_" in name else ""
+            if fate == "skipped" and name in authoritative:
+                store.record_skipped(run.id, reused=authoritative[name], group=group or None)
+            elif fate == "pending":
+                store.start_step(run.id, process=name, group=group, state=StepState.PENDING)
+            elif fate in {"succeeded", "failed", "skipped"}:
+                step = store.start_step(run.id, process=name, group=group)
+                if fate == "failed":
+                    store.fail_step(step.id, exit_code=1)
+                else:
+                    store.succeed_step(step.id, outputs=[])
+                    authoritative[name] = step.id
+        store.finish_run(run.id, rng.choice([RunState.SUCCEEDED, RunState.FAILED]))
+        for name, step_id in list(authoritative.items()):
+            if rng.random() < 0.15:
+                store.record_step_state(step_id, StepState.INVALIDATED)
+                del authoritative[name]
+    expected = rollup_of(store.aggregated_steps(wf.id))
+    found = store.rollup(wf.id)
+    assert found == expected
+    assert list(found.counts) == list(expected.counts)
+    assert list(found.groups) == list(expected.groups)
+
+
+def test_rollup_of_a_skip_whose_origin_is_gone_falls_back_to_the_full_walk(
+    store: SqliteStateStore, store_path: Path
+) -> None:
+    wf = store.create_workflow(session="orphan", project="demo", entry="main.py")
+    first = start_run(store, wf.id)
+    origin = store.start_step(first.id, process="a")
+    store.succeed_step(origin.id, outputs=[])
+    store.finish_run(first.id, RunState.SUCCEEDED)
+    second = start_run(store, wf.id)
+    store.record_skipped(second.id, reused=origin.id)
+    store.finish_run(second.id, RunState.SUCCEEDED)
+    store.close()
+    with closing(sqlite3.connect(store_path)) as raw:  # foreign keys off: a damaged store
+        raw.execute("DELETE FROM steps WHERE id = ?", (origin.id,))
+        raw.commit()
+    assert store.rollup(wf.id) == rollup_of(store.aggregated_steps(wf.id))
+    assert store.rollup(wf.id).counts == {StepState.SKIPPED: 1}
