@@ -185,11 +185,7 @@ def test_rollup_counts_what_the_aggregated_view_shows(store: SqliteStateStore, s
             if rng.random() < 0.15:
                 store.record_step_state(step_id, StepState.INVALIDATED)
                 del authoritative[name]
-    expected = rollup_of(store.aggregated_steps(wf.id))
-    found = store.rollup(wf.id)
-    assert found == expected
-    assert list(found.counts) == list(expected.counts)
-    assert list(found.groups) == list(expected.groups)
+    assert store.rollup(wf.id) == rollup_of(store.aggregated_steps(wf.id))
 
 
 def test_rollup_of_a_skip_whose_origin_is_gone_falls_back_to_the_full_walk(
