@@ -355,7 +355,7 @@ class SqliteDatabase:
     ) -> dict[str, int]:
         """Path -> the output artefact of the newest succeeded producer of it in the instance.
 
-        A path inside a directory that a step output (`parts/7.txt` of a scatter step's
+        A path inside a step's output directory (`parts/7.txt` of a scatter step's output
         `parts`) comes from that directory: the nearest recorded ancestor is its producer.
         Ancestors are looked up only below `root`'s working directories (all, if it is None).
         One query per `_PATHS_PER_QUERY` candidates: a gather step with 1,000 inputs made

@@ -17,12 +17,11 @@ from typing import Any
 import pytest
 
 import libmaestro as maestro
+from libmaestro.fingerprints import fingerprint, fingerprint_as_taken
 from libmaestro.history import (
     KEY_VERSION,
     RunHistory,
     create_workflow,
-    fingerprint,
-    fingerprint_as_taken,
     open_store,
     step_key,
 )
