@@ -119,7 +119,7 @@ def job_variables(
     session: Session,
     process: Process,
     workdir: Path,
-    staged: dict[str, Path],
+    staged: Mapping[str, str],
     outputs: Mapping[str, Path] | None = None,
     *,
     workdir_text: str | None = None,
@@ -136,7 +136,7 @@ def job_variables(
         "MAESTRO_PROCESS": process.name,
         "MAESTRO_WORKDIR": str(workdir) if workdir_text is None else workdir_text,
     }
-    ours.update({var: str(path) for var, path in staged.items()})
+    ours.update(staged)
     ours.update({var: str(path) for var, path in outputs.items()})
     ours.update(process.args)
     return ours

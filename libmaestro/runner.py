@@ -428,7 +428,7 @@ def run_process(process: Process, *, executor: ExecutorConfig, session: Session)
         )  # fmt: skip
         return _outputs(process, workdir)
     workdir = _fresh_workdir(session, process)
-    staged: dict[str, Path] = {}
+    staged: dict[str, str] = {}
     if process.inputs:
         reserved = {rel.parts[0] for rel in process.outputs.values()} | OWN_FILES
         staged = stage_inputs(

@@ -105,8 +105,11 @@ def stage_inputs(
     *,
     reserved: Collection[str] = (),
     stats: Mapping[str, os.stat_result] | None = None,
-) -> dict[str, Path]:
+) -> dict[str, str]:
     """Place each input into `workdir` and return the path each variable should hold.
+
+    The paths are text, as the script's variables hold them: a `Path` per input cost more than
+    its symlink, and a gather step stages a thousand.
 
     Inputs keep their file name; when two share one (or one clashes with a declared output),
     the later gets its variable name as a prefix (`reads__sample.fq`). Hardlinks fall back to a
@@ -120,28 +123,29 @@ def stage_inputs(
         stats: each input's `os.stat` when the caller has it (`check_inputs_exist`).
     """
     if mode is StagingMode.NONE:
-        return {var: path.resolve() for var, path in inputs.items()}
+        return {var: str(path.resolve()) for var, path in inputs.items()}
     taken = set(reserved)
-    staged: dict[str, Path] = {}
+    staged: dict[str, str] = {}
+    here = os.fspath(workdir)
     for var, source in inputs.items():
-        target = workdir / _staged_name(var, source, taken)
+        target = f"{here}{os.sep}{_staged_name(var, source, taken)}"
         try:
             known_links = stats.links if isinstance(stats, InputStats) and var in stats else None
             source = _without_links(source, None if known_links is None else var in known_links)
             if mode is StagingMode.SYMLINK:
                 known = stats.get(var) if stats is not None else None
                 is_dir = stat.S_ISDIR(known.st_mode) if known is not None else source.is_dir()
-                target.symlink_to(source, target_is_directory=is_dir)
+                os.symlink(source, target, target_is_directory=is_dir)  # noqa: PTH211  # text
             elif mode is StagingMode.HARDLINK:
                 try:
-                    _hardlink_tree(source, target)
+                    _hardlink_tree(source, Path(target))
                 except OSError as exc:
                     log.info("hardlink of %s failed (%s); copying instead", source, exc)
-                    if target.is_dir():
+                    if Path(target).is_dir():
                         shutil.rmtree(target)
-                    _copy(source, target)
+                    _copy(source, Path(target))
             else:
-                _copy(source, target)
+                _copy(source, Path(target))
         except FileExistsError:
             raise StagingError(
                 f"cannot stage input {var!r}: {target} already exists in the working directory"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -26,6 +27,11 @@ REPORT_OUTPUTS = {
     "f_seen": "f_seen.txt",
     "d_seen": "d_seen.txt",
 }
+
+
+def staged_paths(*args: Any, **kwargs: Any) -> dict[str, Path]:
+    """`stage_inputs`, with the text it returns for each variable as a Path."""
+    return {var: Path(text) for var, text in stage_inputs(*args, **kwargs).items()}
 
 
 @pytest.fixture
@@ -145,7 +151,7 @@ def test_staging_container_executor_forces_copy(tmp_path: Path, sources: tuple[P
     assert plain.effective_staging is StagingMode.NONE
     workdir = tmp_path / "wd"
     workdir.mkdir()
-    staged = stage_inputs({"f": sources[0], "d": sources[1]}, workdir, config.effective_staging)
+    staged = staged_paths({"f": sources[0], "d": sources[1]}, workdir, config.effective_staging)
     assert not staged["f"].is_symlink()
     assert not staged["d"].is_symlink()
     assert staged["f"].read_text() == "file content\n"
@@ -200,7 +206,7 @@ def test_staging_hardlink_across_filesystems_falls_back_to_copy(tmp_path: Path) 
         (source_dir / "f.txt").write_text("far away\n")
         workdir = tmp_path / "wd"
         workdir.mkdir()
-        staged = stage_inputs(
+        staged = staged_paths(
             {"f": source_dir / "f.txt", "d": source_dir}, workdir, StagingMode.HARDLINK
         )
         assert staged["f"].read_text() == "far away\n"
@@ -231,7 +237,7 @@ def test_staging_links_to_the_file_a_linked_input_leads_to(tmp_path: Path, check
     if stats is not None:
         assert stats.links == {"reads"}
         assert stats["reads"].st_size == len("ACGT\n")  # the file's stat, not the link's
-    staged = stage_inputs(inputs, workdir, StagingMode.SYMLINK, stats=stats)
+    staged = staged_paths(inputs, workdir, StagingMode.SYMLINK, stats=stats)
     assert os.readlink(staged["reads"]) == str(real)
     assert os.readlink(staged["other"]) == str(plain)
     assert staged["reads"].read_text() == "ACGT\n"
