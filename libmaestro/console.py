@@ -226,15 +226,19 @@ class LiveDisplay:
         tally = self.tally
         now = time.monotonic()
         r = self._r
+        session = tally.session
+        waiting = session.scheduler.waiting if session is not None else 0
         with tally.lock:
             running = sorted(tally.running.items(), key=lambda item: item[1])
             head = r.Text.assemble(
                 ("maestro ", "bold"),
-                (tally.session.name if tally.session else "", "cyan"),
+                (session.name if session else "", "cyan"),
                 f"  {_seconds(now - tally.started)}  ",
                 (f"{tally.succeeded} done", "green"),
                 "  ",
                 (f"{len(running)} running", "yellow"),
+                "  ",
+                (f"{waiting} waiting", "" if waiting else "dim"),
                 "  ",
                 (f"{tally.failed} failed", "red" if tally.failed else "dim"),
             )

@@ -280,3 +280,16 @@ class Scheduler:
     @property
     def stopping(self) -> bool:
         return self._stopping
+
+    @property
+    def waiting(self) -> int:
+        """How many tasks and processes have yet to start: fan-out items and DAG nodes not
+        begun (ready or not), and processes waiting for a slot. What the live display shows
+        of the work ahead, which no event has announced yet."""
+        with self._cond:
+            unstarted = sum(
+                max(0, b.expected - b.finished - b.running)
+                for b in self._batches
+                if not b.cancelled
+            )
+            return unstarted + sum(len(queue) for queue in self._waiting.values())

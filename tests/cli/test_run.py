@@ -108,6 +108,7 @@ def test_run_live_display_on_a_terminal(tmp_path: Path) -> None:
     assert "\x1b[" in screen  # rich drew on the terminal
     assert "✓" in screen and "greet" in screen
     assert "succeeded" in screen and "hello tty" in screen
+    assert "0 waiting" in screen  # what has yet to start, beside what runs
 
 
 def test_run_failure_is_one_clear_message_with_exit_1(maestro_process, tmp_path: Path) -> None:

@@ -357,3 +357,29 @@ def test_idle_workers_exit(monkeypatch: pytest.MonkeyPatch, session: Session) ->
     assert session.scheduler._threads == []
     # The scheduler still works afterwards: it spawns workers again.
     assert maestro.parallelize(range(4), lambda i: i + 1) == [1, 2, 3, 4]
+
+
+def test_waiting_counts_the_items_and_processes_yet_to_start(isolated_env: Path) -> None:
+    # The live display shows how much work is ahead, which no event has announced: fan-out
+    # items not begun, and processes waiting for a slot.
+    session = make_session(isolated_env, max_parallel=1)
+    started: list[int] = []
+
+    def item(i: int) -> ProcessOutputs:
+        started.append(i)
+        return maestro.process(
+            executor=LOCAL,
+            name=f"item{i}",
+            args={"gate": str(isolated_env / "open")},
+            script='while [ ! -e "$gate" ]; do sleep 0.02; done',
+        )
+
+    runner = threading.Thread(target=lambda: maestro.parallelize(range(6), item), daemon=True)
+    runner.start()
+    # Two workers take an item each; one process gets the only slot, the other waits for it.
+    wait_for(lambda: len(started) == 2, timeout=10, what="two items to begin")
+    wait_for(lambda: session.scheduler.waiting == 4 + 1, timeout=10, what="4 items and 1 slot")
+    (isolated_env / "open").touch()
+    runner.join(30)
+    assert not runner.is_alive()
+    assert session.scheduler.waiting == 0
