@@ -172,6 +172,7 @@ def _open_session(entry: Path, config: ProjectConfig | None, config_path: Path |
         )
     explain = os.environ.get(EXPLAIN_ENV_VAR, "") not in {"", "0"}
     session.history = RunHistory.start(store, workflow, resuming=bool(resume), explain=explain)
+    session.history.waiting = lambda: session.scheduler.waiting
     return session
 
 

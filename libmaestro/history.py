@@ -184,8 +184,11 @@ class _Writer:
 
     INTERVAL = 0.1  # seconds to gather writes before a commit
 
-    def __init__(self, store: SqliteStateStore) -> None:
+    def __init__(
+        self, store: SqliteStateStore, on_commit: Callable[[], object] | None = None
+    ) -> None:
         self.store = store
+        self._on_commit = on_commit  # one more write for each commit, after the queued ones
         self._queue: list[Callable[[], object]] = []
         self._cond = threading.Condition()
         self._busy = False
@@ -216,6 +219,8 @@ class _Writer:
                 self._busy = True
             try:
                 with self.store.batch():
+                    if self._on_commit is not None:
+                        operations.append(self._on_commit)
                     for operation in operations:
                         try:
                             operation()
@@ -268,6 +273,10 @@ class RunHistory:
     _ended_unwritten: dict[int, Callable[[], StepSuccess]] = field(default_factory=dict)
     _hashed: dict[str, Fingerprint] = field(default_factory=dict)  # path -> as last hashed
     _pending_lock: threading.Lock = field(default_factory=threading.Lock)
+    # What the run has yet to start (the session's `Scheduler.waiting`), written with each
+    # commit when it changed, for `maestro status` and the dashboard.
+    waiting: Callable[[], int] | None = None
+    _waiting_written: int = 0
 
     @property
     def writer(self) -> _Writer:
@@ -277,8 +286,17 @@ class RunHistory:
         # a run that succeeded) and `finish` flushed only the last one.
         with self._writer_lock:
             if self._writer is None:
-                self._writer = _Writer(self.store)
+                self._writer = _Writer(self.store, on_commit=self._write_waiting)
             return self._writer
+
+    def _write_waiting(self) -> None:
+        """Record what the run has yet to start, if it changed (called by the writer)."""
+        if self.waiting is None:
+            return
+        now = self.waiting()
+        if now != self._waiting_written:
+            self.store.record_waiting(self.run.id, now)
+            self._waiting_written = now
 
     @classmethod
     def start(

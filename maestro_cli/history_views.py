@@ -104,13 +104,21 @@ def _state(name: str) -> Text:
     return Text(name, style=_STYLES.get(name, ""))
 
 
-def _counts_text(counts: Mapping[Any, int]) -> str:
-    """`5 ok · 1 failed · 2 skipped` from counts keyed by a state enum."""
+def _counts_text(counts: Mapping[Any, int], *, waiting: int = 0) -> str:
+    """`5 ok · 1 failed · 2 skipped` from counts keyed by a state enum, and what a running run
+    has yet to start (`· 40 waiting`)."""
     by_name = {state.value: n for state, n in counts.items() if n}
     parts = [
         f"{by_name[name]} {_LABELS.get(name, name)}" for name in _ROLLUP_ORDER if name in by_name
     ]
+    if waiting:
+        parts.append(f"{waiting} waiting")
     return " · ".join(parts) if parts else "no steps"
+
+
+def _waiting(run: libmaestro.RunRecord | None) -> int:
+    """What a running run has yet to start (steps it has not reached have no record yet)."""
+    return run.waiting if run is not None and run.state is libmaestro.RunState.RUNNING else 0
 
 
 class _Grid:
@@ -275,6 +283,7 @@ class Listing:
                     "attempts": s.attempts,
                     "steps": {k.value: n for k, n in rollup.counts.items()},
                     "total_steps": rollup.total,
+                    "waiting": _waiting(s.latest_run),
                     "metadata": dict(wf.metadata),
                 }
             )
@@ -296,7 +305,7 @@ class Listing:
                 libmaestro.format_time(started),
                 libmaestro.format_duration(seconds),
                 str(s.attempts),
-                _counts_text(self.rollups[wf.id].counts),
+                _counts_text(self.rollups[wf.id].counts, waiting=_waiting(s.latest_run)),
                 Text(tags),
             )
         if self.total <= len(self.summaries):
@@ -360,6 +369,7 @@ class SessionView:
                     "pid": run.pid,
                     "host": run.host,
                     "steps": {k.value: n for k, n in run_counts.get(run.id, Counter()).items()},
+                    "waiting": _waiting(run),
                 }
                 for run in self.runs
             ],
@@ -467,10 +477,12 @@ class SessionView:
                 libmaestro.format_time(run.ended_at),
                 libmaestro.format_duration(_seconds(run.started_at, run.ended_at, running=running)),
                 f"{run.pid}@{run.host}",
-                _counts_text(run_counts.get(run.id, Counter())),
+                _counts_text(run_counts.get(run.id, Counter()), waiting=_waiting(run)),
             )
         total = self.rollup.total
-        summary = f"{total} step{'s' if total != 1 else ''}: {_counts_text(self.rollup.counts)}"
+        waiting = _waiting(self.runs[-1] if self.runs else None)
+        counts = _counts_text(self.rollup.counts, waiting=waiting)
+        summary = f"{total} step{'s' if total != 1 else ''}: {counts}"
         return Group(self._header(), steps, runs, Text(summary, style="bold"))
 
     # --- --why STEP ------------------------------------------------------------------------

@@ -254,7 +254,8 @@ class SqliteDatabase:
         check_run_transition(run.state, state, run=str(run.attempt))
         self._running_in_batch.pop(run.id, None)
         conn.execute(
-            "UPDATE runs SET state = ?, ended_at = ? WHERE id = ?", (state.value, at, run.id)
+            "UPDATE runs SET state = ?, ended_at = ?, waiting = 0 WHERE id = ?",
+            (state.value, at, run.id),
         )
         conn.execute(
             "UPDATE steps SET state = ?, reason = ?, ended_at = ? WHERE run_id = ? "

@@ -26,7 +26,7 @@ WF_COLS = (
 )
 RUN_COLS = (
     "r.id, r.workflow_id, r.attempt, r.state, r.started_at, r.ended_at, r.pid, "
-    "r.pid_start_time, r.host, r.command"
+    "r.pid_start_time, r.host, r.command, r.waiting"
 )
 STEP_COLS = (
     "s.id, s.workflow_id, s.run_id, s.attempt, s.process, s.state, s.reason, s.cache_key, "
@@ -78,6 +78,7 @@ def run_of(row: Sequence[Any]) -> RunRecord:
         pid_start_time=row[7],
         host=row[8],
         command=tuple(json.loads(row[9])),
+        waiting=row[10],
     )
 
 

@@ -139,8 +139,14 @@ def _v1(conn: sqlite3.Connection) -> None:
     _execute_script(conn, _V1)
 
 
+def _v2(conn: sqlite3.Connection) -> None:
+    # How many fan-out items, DAG nodes and processes a running run has yet to start: steps
+    # are recorded only as they begin, so without it a dashboard cannot show the work ahead.
+    conn.execute("ALTER TABLE runs ADD COLUMN waiting INTEGER NOT NULL DEFAULT 0")
+
+
 #: Migration n+1 upgrades a database at user_version n. Append only.
-MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_v1,)
+MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_v1, _v2)
 
 if len(MIGRATIONS) != SCHEMA_VERSION:  # pragma: no cover - caught by any test run
     raise RuntimeError("SCHEMA_VERSION must equal the number of migrations")

@@ -27,7 +27,7 @@ from libmaestro.state.records import (
 from libmaestro.state.states import Reason, RunState, StepState, WorkflowState
 
 #: The schema this code reads and writes (`PRAGMA user_version` in SQLite).
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 class StateStore(Protocol):
@@ -85,6 +85,11 @@ class StateStore(Protocol):
         self, run_id: int, state: RunState, *, ended_at: float | None = None
     ) -> RunRecord:
         """End a running run; its pending and running steps become aborted (RUN_ENDED)."""
+        ...
+
+    def record_waiting(self, run_id: int, waiting: int) -> None:
+        """Note how much a running run has yet to start (see `RunRecord.waiting`); a run that
+        has ended keeps 0."""
         ...
 
     def start_step(

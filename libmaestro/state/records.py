@@ -52,6 +52,9 @@ class RunRecord:
     pid_start_time: float | None  # the process's creation time, so a reused pid is not "alive"
     host: str
     command: tuple[str, ...]
+    # While it runs: fan-out items, DAG nodes and processes it has yet to start, as its
+    # program last reported them (they have no step record until they begin). 0 once ended.
+    waiting: int = 0
 
 
 @dataclass(frozen=True, slots=True)

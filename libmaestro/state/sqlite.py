@@ -194,6 +194,14 @@ class SqliteStateStore(SqliteReads):
             run = self._get_run(conn, run_id)
             return self._end_run(conn, run, state, now(ended_at), Reason.RUN_ENDED)
 
+    def record_waiting(self, run_id: int, waiting: int) -> None:
+        """See `StateStore.record_waiting`."""
+        with self._write() as conn:
+            conn.execute(
+                "UPDATE runs SET waiting = ? WHERE id = ? AND state = ?",
+                (max(0, waiting), run_id, RunState.RUNNING.value),
+            )
+
     def start_step(self, run_id: int, **fields: Any) -> StepRecord:
         """See `StateStore.start_step` (the fields are `add_step`'s, bar `success`); `reason`
         says why the step runs (resume explains it)."""

@@ -88,11 +88,18 @@ def bar(counts: Mapping[StepState, int]) -> list[Segment]:
     return segments
 
 
-def counts_text(counts: Mapping[StepState, int]) -> str:
-    """`5 succeeded · 1 failed`, in bar order."""
+def counts_text(counts: Mapping[StepState, int], waiting: int = 0) -> str:
+    """`5 succeeded · 1 failed`, in bar order, and `· 40 waiting` to start if any."""
     by_name = {state.value: n for state, n in counts.items() if n}
     parts = [f"{by_name[name]} {name}" for name in BAR_ORDER if name in by_name]
+    if waiting:
+        parts.append(f"{waiting} waiting")
     return " · ".join(parts) if parts else "no steps"
+
+
+def waiting_of(run: RunRecord | None) -> int:
+    """What `run` has yet to start, while it runs; 0 once it ended."""
+    return run.waiting if run is not None and run.state is RunState.RUNNING else 0
 
 
 # --- the main interface ----------------------------------------------------------------------
@@ -164,6 +171,11 @@ class ListRow:
     @property
     def running(self) -> bool:
         return self.summary.workflow.state is WorkflowState.RUNNING
+
+    @property
+    def waiting(self) -> int:
+        """What its running run has yet to start (see `RunRecord.waiting`)."""
+        return waiting_of(self.summary.latest_run)
 
     @classmethod
     def of(cls, summary: WorkflowSummary, rollup: Rollup) -> ListRow:
@@ -343,6 +355,11 @@ class WorkflowView:
     @property
     def pending(self) -> int:
         return self.rollup.count(StepState.PENDING)
+
+    @property
+    def waiting(self) -> int:
+        """What the running run has yet to start: steps it has not reached have no record."""
+        return waiting_of(self.runs[-1] if self.runs else None)
 
     @classmethod
     def load(cls, store: SqliteStateStore, workflow: WorkflowRecord) -> WorkflowView:

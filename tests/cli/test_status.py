@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -11,6 +13,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+from helpers import wait_for
 from typer.testing import CliRunner, Result
 
 from libmaestro.state import (
@@ -410,3 +413,56 @@ def test_status_watch_stops_quietly_on_ctrl_c(
     result = maestro_status("live", "--watch")
     assert result.exit_code == 0, result.output
     assert "Aborted" not in result.output
+
+
+WAITING_FAN_OUT = """
+import libmaestro as maestro
+
+
+def step(i):
+    return maestro.process(
+        name=f"item_{i}", executor="default", outputs={"o": "o.txt"},
+        script='while [ ! -e ../../../go ]; do sleep 0.05; done; echo > "$o"',
+    )
+
+
+@maestro.main
+def main():
+    maestro.raise_failures(maestro.parallelize(range(6), step))
+
+
+main()
+"""
+
+
+def test_status_shows_what_a_running_fan_out_has_yet_to_start(
+    maestro_status: Invoke, store: SqliteStateStore, tmp_path: Path
+) -> None:
+    # One CPU for six items: two have begun (one runs, one waits for the CPU), four have no
+    # step record yet. The listing still tells how much is ahead.
+    project = tmp_path / "fan"
+    project.mkdir()
+    (project / "Maestro.toml").write_text('[executor.default]\ntype = "Local"\n')
+    (project / "workflow.py").write_text(WAITING_FAN_OUT)
+    env = {**os.environ, "MAESTRO_JOBS": "1", "MAESTRO_PLAIN": "1"}
+    program = subprocess.Popen(
+        [sys.executable, "workflow.py"], cwd=project, env=env,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+
+        def listed_waiting() -> int:
+            rows = json.loads(maestro_status("--json").stdout)["result"]["workflows"]
+            return int(rows[0]["waiting"]) if rows else -1
+
+        wait_for(lambda: listed_waiting() == 4 + 1, timeout=30, what="5 waiting to be recorded")
+        assert "5 waiting" in maestro_status().stdout
+        (project / "go").touch()
+        assert program.wait(timeout=60) == 0
+    finally:
+        if program.poll() is None:
+            program.kill()
+            program.wait()
+    rows = json.loads(maestro_status("--json").stdout)["result"]["workflows"]
+    assert rows[0]["state"] == "succeeded" and rows[0]["waiting"] == 0
+    assert rows[0]["steps"] == {"succeeded": 6}

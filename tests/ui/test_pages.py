@@ -120,6 +120,8 @@ def test_workflow_page_shows_aggregated_steps_groups_runs_and_graph(
 
 def test_workflow_page_of_running_workflow_polls_and_offers_abort(client: TestClient) -> None:
     html = client.get("/w/omega-running").text
+    assert "1 running · 1 pending · 40 waiting" in html  # what the run has yet to reach
+    assert "40 waiting" in client.get("/").text
     assert 'hx-trigger="every 2s, maestro-changed from:body"' in html
     assert 'data-testid="abort-workflow"' in html
     assert 'data-testid="invalidate-workflow"' not in html

@@ -191,4 +191,5 @@ def populate(store: SqliteStateStore, root: Path) -> Recorded:
     recorded.steps[(session, "later")] = store.start_step(
         run, process="later", executor="default", state=StepState.PENDING
     )
+    store.record_waiting(run, 40)  # fan-out items it has not reached: no step record yet
     return recorded

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import sqlite3
+from contextlib import closing
 from pathlib import Path
 
 import pytest
-from state_helpers import new_workflow
+from state_helpers import new_workflow, start_run
 
 from libmaestro.state import (
     SCHEMA_VERSION,
+    RunState,
     SqliteStateStore,
     StateError,
     StateVersionError,
@@ -111,3 +113,24 @@ def test_a_file_that_is_not_a_database(store_path: Path) -> None:
     store_path.write_bytes(b"this is not sqlite, just text " * 100)
     with pytest.raises(StateError, match="not a maestro state store"):
         SqliteStateStore(store_path).latest_workflow()
+
+
+def test_a_version_1_store_gains_the_runs_waiting_count(store_path: Path) -> None:
+    # A store written before runs recorded what they had yet to start: its runs read 0.
+    store_path.parent.mkdir(parents=True, exist_ok=True)
+    with closing(sqlite3.connect(store_path, isolation_level=None)) as raw:
+        raw.execute("BEGIN")
+        _sqlite_schema.MIGRATIONS[0](raw)
+        raw.execute("PRAGMA user_version = 1")
+        raw.execute("COMMIT")
+    with SqliteStateStore(store_path) as store:
+        workflow = new_workflow(store, "old")
+        run = start_run(store, workflow.id)
+        assert store.run(run.id).waiting == 0
+        store.record_waiting(run.id, 12)
+        assert store.run(run.id).waiting == 12
+        store.finish_run(run.id, RunState.SUCCEEDED)
+        assert store.run(run.id).waiting == 0  # an ended run has nothing left to start
+        store.record_waiting(run.id, 3)  # a late report of an ended run is ignored
+        assert store.run(run.id).waiting == 0
+    assert _user_version(store_path) == SCHEMA_VERSION == 2
