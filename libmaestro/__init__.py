@@ -61,10 +61,8 @@ from libmaestro.graph import (
     load_graph,
     save_graph,
     static_graph,
-    to_dot,
-    to_mermaid,
-    to_svg,
 )
+from libmaestro.graph_draw import to_dot, to_mermaid, to_svg
 from libmaestro.history import open_store, store_path
 from libmaestro.process import Process, ProcessOutputs
 from libmaestro.project import Project, RunOptions, find_project, init_project, run_project

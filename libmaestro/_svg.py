@@ -1,4 +1,4 @@
-"""Draw a layered graph as SVG without Graphviz: the fallback of `libmaestro.graph.to_svg`.
+"""Draw a layered graph as SVG without Graphviz: the fallback of `libmaestro.graph_draw.to_svg`.
 
 A small Sugiyama-style layout: the caller gives the layers (longest path from the sources), a
 barycenter sweep or two orders each layer to reduce edge crossings, and boxes are placed row by

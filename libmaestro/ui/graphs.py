@@ -14,7 +14,8 @@ import threading
 from collections.abc import Sequence
 
 from libmaestro.errors import MaestroError
-from libmaestro.graph import NodeState, ProcessGraph, find_run_graph, load_graph, to_svg
+from libmaestro.graph import NodeState, ProcessGraph, find_run_graph, load_graph
+from libmaestro.graph_draw import to_svg
 from libmaestro.layout import WORK_DIR_NAME
 from libmaestro.state import (
     AggregatedStep,

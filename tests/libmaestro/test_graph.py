@@ -26,10 +26,8 @@ from libmaestro.graph import (
     load_graph,
     save_graph,
     static_graph,
-    to_dot,
-    to_mermaid,
-    to_svg,
 )
+from libmaestro.graph_draw import to_dot, to_mermaid, to_svg
 
 SVG = "{http://www.w3.org/2000/svg}"
 HOSTILE = '<script>alert("x")</script>\n--> end; %% `b` #1 \\N & [x] {y} |z|\t\x00\x1b\ud800'
