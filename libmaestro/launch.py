@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Mapping
-from pathlib import Path
+from pathlib import Path, PurePath
 
 from libmaestro.config.model import ExecutorConfig, ExecutorType
 from libmaestro.containers import container_command, container_name
@@ -118,23 +118,19 @@ def job_command(
 def job_variables(
     session: Session,
     process: Process,
-    workdir: Path,
+    workdir: PurePath,
     staged: Mapping[str, str],
-    outputs: Mapping[str, Path] | None = None,
-    *,
-    workdir_text: str | None = None,
+    outputs: Mapping[str, PurePath],
 ) -> dict[str, str]:
     """The variables maestro injects into the script: its own, the inputs, outputs and args.
 
-    `outputs` are the outputs' paths in `workdir` when the caller has them already, and
-    `workdir_text` is `str(workdir)`.
+    `workdir` and `outputs` (the outputs' paths in it) are paths on the host that runs the
+    script: this machine's, or an SSH host's (`PurePosixPath`).
     """
-    if outputs is None:
-        outputs = {var: workdir / rel for var, rel in process.outputs.items()}
     ours: dict[str, str] = {
         "MAESTRO_SESSION": session.name,
         "MAESTRO_PROCESS": process.name,
-        "MAESTRO_WORKDIR": str(workdir) if workdir_text is None else workdir_text,
+        "MAESTRO_WORKDIR": str(workdir),
     }
     ours.update(staged)
     ours.update({var: str(path) for var, path in outputs.items()})

@@ -447,7 +447,7 @@ def run_process(process: Process, *, executor: ExecutorConfig, session: Session)
     write_new_file(script, process.prepared.text, mode=0o755)
     outputs = _outputs(process, workdir)  # returned once verified; the paths are needed before
     paths = outputs.as_dict()
-    variables = job_variables(session, process, workdir, staged, paths, workdir_text=here)
+    variables = job_variables(session, process, workdir, staged, paths)
     spec = JobSpec(
         session=session.name,
         process=process.name,

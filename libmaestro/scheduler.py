@@ -60,6 +60,11 @@ class Batch:
     def complete(self) -> bool:
         return self.finished >= self.expected
 
+    @property
+    def unstarted(self) -> int:
+        """Its tasks not begun: queued, or (DAG nodes) not even queued yet."""
+        return max(0, self.expected - self.finished - self.running)
+
 
 class Scheduler:
     """See the module docstring. All state is guarded by one condition variable."""
@@ -265,9 +270,7 @@ class Scheduler:
         with self._cond:
             if not self._stopping:
                 # Queued tasks, and DAG nodes not even queued yet, will never run.
-                self.never_started = sum(
-                    max(0, b.expected - b.finished - b.running) for b in self._batches
-                )
+                self.never_started = sum(b.unstarted for b in self._batches)
             self._stopping = True
             for batch in self._batches:
                 batch.cancelled = True
@@ -287,9 +290,5 @@ class Scheduler:
         begun (ready or not), and processes waiting for a slot. What the live display shows
         of the work ahead, which no event has announced yet."""
         with self._cond:
-            unstarted = sum(
-                max(0, b.expected - b.finished - b.running)
-                for b in self._batches
-                if not b.cancelled
-            )
+            unstarted = sum(b.unstarted for b in self._batches if not b.cancelled)
             return unstarted + sum(len(queue) for queue in self._waiting.values())

@@ -19,7 +19,7 @@ from libmaestro import runner
 from libmaestro.config.model import ExecutorConfig, SshTarget
 from libmaestro.errors import ProcessError, ProcessInterruptedError
 from libmaestro.jobs import JobResult, JobSpec, JobState
-from libmaestro.launch import job_command
+from libmaestro.launch import job_command, job_variables
 from libmaestro.process import Process, ProcessOutputs
 from libmaestro.remote.paths import RemotePath
 from libmaestro.remote.workspace import RemoteWorkspace, fetch
@@ -118,14 +118,8 @@ def run_remote_process(
     )
     staged = space.stage(process.name, process.inputs, workdir, executor.effective_staging)
     script = workdir / runner.SCRIPT_FILE
-    variables: dict[str, str] = {
-        "MAESTRO_SESSION": session.name,
-        "MAESTRO_PROCESS": process.name,
-        "MAESTRO_WORKDIR": str(workdir),
-        **staged,
-        **{var: str(workdir / rel.as_posix()) for var, rel in process.outputs.items()},
-        **process.args,
-    }
+    outputs = {var: workdir / rel.as_posix() for var, rel in process.outputs.items()}
+    variables = job_variables(session, process, workdir, staged, outputs)
     local_workdir = Path(str(workdir))  # a path on the host, carried in the local type
     spec = JobSpec(
         session=session.name,

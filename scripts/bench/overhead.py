@@ -46,9 +46,10 @@ with ThreadPoolExecutor(2) as pool:
     list(pool.map(one, range(n)))
 """
 
-MAESTRO = """
+# Both maestro programs: the same process per item, run by a different `main` (IMPORTS, MAIN).
+_MAESTRO_PROGRAM = """
 import sys
-from concurrent.futures import ThreadPoolExecutor
+IMPORTS
 import libmaestro as maestro
 
 local = maestro.LocalExecutor()
@@ -60,32 +61,25 @@ def one(i):
 
 @maestro.main
 def main():
-    with ThreadPoolExecutor(2) as pool:
-        list(pool.map(one, range(int(sys.argv[1]))))
+    MAIN
 
 if __name__ == "__main__":
     main()
 """
+
+# The floor's own program, with `maestro.process` in place of `subprocess.run`.
+MAESTRO = _MAESTRO_PROGRAM.replace(
+    "IMPORTS", "from concurrent.futures import ThreadPoolExecutor"
+).replace(
+    "MAIN",
+    """with ThreadPoolExecutor(2) as pool:
+        list(pool.map(one, range(int(sys.argv[1]))))""",
+)
 
 # The same workflow as a maestro user writes a fan-out: `parallelize`, 2 at a time (MAESTRO_JOBS).
-MAESTRO_PARALLELIZE = """
-import sys
-import libmaestro as maestro
-
-local = maestro.LocalExecutor()
-
-def one(i):
-    return maestro.process(
-        name=f"p{i}", executor=local, outputs={"out": "out.txt"}, script='echo x > "$out"'
-    )
-
-@maestro.main
-def main():
-    maestro.raise_failures(maestro.parallelize(range(int(sys.argv[1])), one))
-
-if __name__ == "__main__":
-    main()
-"""
+MAESTRO_PARALLELIZE = _MAESTRO_PROGRAM.replace("IMPORTS\n", "").replace(
+    "MAIN", "maestro.raise_failures(maestro.parallelize(range(int(sys.argv[1])), one))"
+)
 
 
 def timed(argv: list[str], cwd: Path, env: dict[str, str]) -> float:
