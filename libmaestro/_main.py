@@ -23,7 +23,13 @@ from typing import NoReturn, ParamSpec, TypeVar
 
 from libmaestro.config import ProjectConfig, find_config_file, load_config
 from libmaestro.console import Display, error_text, make_display
-from libmaestro.errors import EXIT_INTERRUPTED, MaestroError, ProjectError, StartupError
+from libmaestro.errors import (
+    EXIT_INTERRUPTED,
+    MaestroError,
+    ProjectError,
+    StartupError,
+    debug_requested,
+)
 from libmaestro.frozen import bundle_info, handle_command_line, is_frozen, program_path
 from libmaestro.history import (
     EXPLAIN_ENV_VAR,
@@ -50,10 +56,6 @@ log = logging.getLogger(__name__)
 
 P = ParamSpec("P")
 R = TypeVar("R")
-
-
-def _debug() -> bool:
-    return os.environ.get("MAESTRO_DEBUG", "") not in {"", "0"}
 
 
 def prepare(entry: Path) -> tuple[ProjectConfig | None, Path | None]:
@@ -222,7 +224,7 @@ def run_main(fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
         config, config_path = prepare(entry)
         session = _open_session(entry, config, config_path)
     except MaestroError as exc:
-        if _debug():
+        if debug_requested():
             raise
         _exit(display, error_text(exc), exc.exit_code)
     previous = activate(session)
@@ -238,7 +240,7 @@ def run_main(fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
         stopped = session.stop()
         _finish(session, RunState.ABORTED)
         display.finish(outcome="interrupted")
-        if _debug():
+        if debug_requested():
             raise
         never = session.never_started
         unstarted = f"; {never} process(es) or fan-out item(s) never started" if never else ""
@@ -253,7 +255,7 @@ def run_main(fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
         interrupted = exc.exit_code == EXIT_INTERRUPTED
         _finish(session, RunState.ABORTED if interrupted else RunState.FAILED)
         display.finish(outcome="interrupted" if interrupted else "failed")
-        if _debug():
+        if debug_requested():
             raise
         _exit(display, error_text(exc), exc.exit_code)
     except BaseException:

@@ -19,12 +19,30 @@ exit codes. Messages are one sentence saying what is wrong, then how to fix it.
 
 from __future__ import annotations
 
+import logging
+import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+
+
+def debug_requested() -> bool:
+    """True if the user asked for tracebacks (`--debug`, which sets MAESTRO_DEBUG=1)."""
+    return os.environ.get("MAESTRO_DEBUG", "") not in {"", "0"}
+
+
+def log_unexpected(log: logging.Logger, what: str) -> None:
+    """Report the exception being handled, which is a bug in maestro, where a background
+    thread must go on: one line saying `what` failed and why; the traceback with --debug."""
+    if debug_requested():
+        log.exception(what)
+        return
+    exc = sys.exception()
+    log.error("%s: %s: %s (a bug in maestro; --debug shows where)", what, type(exc).__name__, exc)
 
 
 class MaestroError(Exception):

@@ -34,6 +34,7 @@ from typing import Any
 
 from libmaestro._proctree import own_start_time
 from libmaestro.config.model import ExecutorConfig
+from libmaestro.errors import log_unexpected
 from libmaestro.fingerprints import fingerprint, fingerprint_as_taken
 from libmaestro.jobs import JobResult
 from libmaestro.process import Process, fanout_group
@@ -226,6 +227,9 @@ class _Writer:
                             operation()
                         except StateError as exc:  # one refused record must not lose the rest
                             log.warning("run history: %s", exc)
+                        except Exception:  # a bug: say so, and keep the thread for the rest
+                            # A dead writer left `flush` waiting for ever at the end of the run.
+                            log_unexpected(log, "run history: a record could not be written")
             except StateError as exc:
                 log.warning("run history: %d records not written: %s", len(operations), exc)
             finally:
@@ -236,7 +240,7 @@ class _Writer:
     def flush(self) -> None:
         """Return once everything queued so far is committed."""
         with self._cond:
-            while self._queue or self._busy:
+            while (self._queue or self._busy) and self._thread.is_alive():
                 self._hurry.set()  # commit now instead of at the end of the interval
                 self._cond.wait(0.5)
 
@@ -395,6 +399,8 @@ class RunHistory:
         """`fingerprint_as_taken`, reusing the content hash this run already took of the file
         when its size and mtime are unchanged: a producer's output is hashed once, not again for
         every step that reads it. Called by the writer thread only."""
+        if not isinstance(path, Path):  # a RemotePath: its host is asked by the remote runner
+            return None
         key = os.fspath(path)
         regular = info is not None and stat.S_ISREG(info.st_mode)
         known = self._hashed.get(key) if regular else None

@@ -11,12 +11,14 @@ import logging
 import os
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 from libmaestro._fs import atomic_write_text
 from libmaestro.graph import NodeState, ProcessGraph, graph_data, graph_text
 from libmaestro.layout import GRAPH_FILE
 from libmaestro.process import fanout_group
+from libmaestro.remote.paths import RemotePath
 from libmaestro.session import EventKind, ProcessEvent, Session
 
 log = logging.getLogger(__name__)
@@ -55,8 +57,12 @@ class GraphRecorder:
         self._save_lock = threading.Lock()
         self._next_save = 0.0
 
-    def _producer(self, path: os.PathLike[str]) -> str | None:
+    def _producer(self, path: os.PathLike[str] | RemotePath) -> str | None:
         """The process whose working directory holds `path`, if it is in this session."""
+        if self.session.fetched_from and isinstance(path, Path):
+            path = self.session.fetched_from.get(path, path)  # a copy stands for the original
+        if isinstance(path, RemotePath):
+            return _remote_producer(path, self.session.name)
         text = os.fspath(path)
         if not text.startswith(self._prefix):
             return None
@@ -100,3 +106,13 @@ class GraphRecorder:
     def close(self) -> None:
         with self._save_lock:
             self._save()
+
+
+def _remote_producer(path: RemotePath, session: str) -> str | None:
+    """The process whose working directory on its host holds `path`, if it is in `session`:
+    a session's directories there are `<remote_workdir>/<session>/<process>/`."""
+    parts = path.path.parts
+    for at in range(len(parts) - 2, 0, -1):
+        if parts[at - 1] == session:
+            return parts[at]
+    return None

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 from libmaestro._names import readable_name
 from libmaestro.config import ProjectConfig, find_config_file, load_config
 from libmaestro.config.model import ExecutorConfig, ExecutorType
-from libmaestro.errors import MaestroError, ProcessDefinitionError
+from libmaestro.errors import MaestroError, ProcessDefinitionError, log_unexpected
 from libmaestro.executors import backend_for
 from libmaestro.executors.base import Backend
 from libmaestro.jobs import JobHandle, JobResult
@@ -31,6 +31,7 @@ from libmaestro.scheduler import MAX_WORKERS, Scheduler
 
 if TYPE_CHECKING:
     from libmaestro.history import RunHistory
+    from libmaestro.remote.paths import RemotePath
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +89,8 @@ class Session:
         self.directory = directory
         self.started_at = time.time()
         self.listeners: list[Listener] = []
+        # A local copy of another host's file -> that file (`RemotePath`), for the graph's edges.
+        self.fetched_from: dict[Path, RemotePath] = {}
         self._config = config
         self._config_loader = config_loader
         self._lock = threading.Lock()
@@ -280,7 +283,7 @@ class Session:
             try:
                 listener(event)
             except Exception:  # a broken display must never stop the workflow
-                log.exception("session listener failed")
+                log_unexpected(log, "a session listener failed")
 
 
 def _workers_for(config: ProjectConfig | None) -> int | None:

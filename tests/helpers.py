@@ -33,9 +33,15 @@ def run_program(
     cwd: Path,
     env: Mapping[str, str] | None = None,
     timeout: float = 30,
+    traceback_expected: bool = False,
 ) -> subprocess.CompletedProcess[str]:
-    """Run a workflow program with this interpreter, as a user runs `python workflow.py`."""
-    return subprocess.run(
+    """Run a workflow program with this interpreter, as a user runs `python workflow.py`.
+
+    A traceback on its stderr fails the test unless the test expects one: a user sees none
+    without --debug, and one from a background thread (a listener, the run history) is a bug
+    even when the program goes on to succeed.
+    """
+    result = subprocess.run(
         [sys.executable, str(program)],
         cwd=cwd,
         env={**os.environ, **(env or {})},
@@ -44,6 +50,9 @@ def run_program(
         timeout=timeout,
         check=False,
     )
+    if not traceback_expected:
+        assert "Traceback" not in result.stderr, shown(result)
+    return result
 
 
 def shown(result: subprocess.CompletedProcess[str]) -> str:

@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from libmaestro.errors import log_unexpected
 from libmaestro.executors.slurm_client import JobStatus, SlurmClient, SlurmCommandError
 from libmaestro.jobs import ExitRecord, JobResult, JobState
 
@@ -164,7 +165,7 @@ class SlurmMonitor:
             try:
                 changed = self._poll(pending)
             except Exception as exc:  # never let the thread die: every wait() would hang
-                log.exception("Slurm status poll failed")
+                log_unexpected(log, "Slurm status poll failed")
                 changed = self._command_failed(pending, f"{type(exc).__name__}: {exc}")
             with self._cond:
                 slower = min(self._interval * BACKOFF, self.max_interval)

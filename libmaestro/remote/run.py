@@ -56,6 +56,7 @@ def localize_inputs(process: Process, session: Session) -> Process:
         started = time.monotonic()
         (directory / var).mkdir()  # one directory per input: the file keeps its own name
         local[var] = fetch(cast(RemotePath, path), directory / var)
+        session.fetched_from[local[var]] = cast(RemotePath, path)
         log.info("%s: copied input %s = %s here in %.1fs", process.name, var, path,
                  time.monotonic() - started)  # fmt: skip
     return Process(

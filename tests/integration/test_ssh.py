@@ -6,6 +6,7 @@ process writes can be seen as a local file by accident.
 
 from __future__ import annotations
 
+import json
 import os
 import pty
 import re
@@ -120,6 +121,9 @@ def test_remote_chain_keeps_data_remote_until_a_local_step_needs_it(
     who, link = listing.stdout.split()
     assert who == "maestro-remote"
     assert link.endswith("/make/numbers.txt")  # consumed in place on the host, not copied
+    # The graph has the data's path across hosts: remote to remote, and remote to a local copy.
+    graph = json.loads((session / "graph.json").read_text())
+    assert sorted(map(tuple, graph["edges"])) == [("make", "sum"), ("sum", "show")]
 
 
 def test_local_to_remote_to_local(sshd: Path, project: Callable[..., Path]) -> None:

@@ -11,12 +11,13 @@ import hashlib
 import json
 import os
 import time
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import pytest
 
 import libmaestro as maestro
+from libmaestro.config.model import SshTarget
 from libmaestro.fingerprints import fingerprint, fingerprint_as_taken
 from libmaestro.history import (
     KEY_VERSION,
@@ -27,6 +28,7 @@ from libmaestro.history import (
 )
 from libmaestro.jobs import JobResult, JobState
 from libmaestro.process import Process
+from libmaestro.remote.paths import RemotePath
 from libmaestro.state import RunState, StepState
 
 
@@ -160,6 +162,40 @@ def test_the_writer_survives_an_output_deleted_before_it_was_hashed(tmp_path: Pa
     assert step.state is StepState.SUCCEEDED
     (recorded,) = history.store.artefacts(step.id)
     assert (recorded.size, recorded.sha256) == (info.st_size, None)
+
+
+def test_a_step_reading_another_hosts_file_is_recorded(tmp_path: Path) -> None:
+    # A step over SSH reads its inputs where they are: their host fingerprints them, not this
+    # machine. The writer thread died on such an input and the run hung at its end.
+    history = _history(tmp_path)
+    executor = maestro.LocalExecutor().config
+    numbers = RemotePath(SshTarget("node1"), PurePosixPath("/home/u/maestro_work/s/make/n.txt"))
+    process = Process(name="sum", script="true", inputs={"numbers": numbers})  # type: ignore[dict-item]
+    token = history.started(process, executor, tmp_path / "sum", history.decide(process, executor))
+    history.running(token)
+    history.flush()
+    (step,) = history.store.steps(history.workflow.id)
+    assert (step.process, step.state) == ("sum", StepState.RUNNING)
+    assert history.store.artefacts(step.id) == []
+    history.finish(RunState.SUCCEEDED)
+
+
+def test_a_record_that_fails_unexpectedly_is_reported_in_one_line_and_the_rest_written(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    history = _history(tmp_path)
+    executor = maestro.LocalExecutor().config
+    history.writer.submit(lambda: 1 / 0)  # stands for a bug in one record's code
+    process = Process(name="p1", script="true")
+    token = history.started(process, executor, tmp_path / "p1", history.decide(process, executor))
+    history.running(token)
+    history.flush()
+    (step,) = history.store.steps(history.workflow.id)
+    assert step.process == "p1"
+    (report,) = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert "ZeroDivisionError" in report.getMessage() and "--debug" in report.getMessage()
+    assert report.exc_info is None  # no traceback without --debug
+    history.finish(RunState.SUCCEEDED)
 
 
 def test_a_file_hashed_once_is_hashed_again_after_it_changed(tmp_path: Path) -> None:

@@ -186,7 +186,9 @@ def test_main_process_error_exit_1_one_message_no_traceback(project: Path, file_
 
 def test_main_debug_shows_traceback(project: Path, file_tree) -> None:
     file_tree({"workflow.py": FAILING_PROGRAM}, root=project)
-    result = run_program(project / "workflow.py", cwd=project, env={"MAESTRO_DEBUG": "1"})
+    result = run_program(
+        project / "workflow.py", cwd=project, env={"MAESTRO_DEBUG": "1"}, traceback_expected=True
+    )
     assert result.returncode == 1, shown(result)
     assert "Traceback (most recent call last)" in result.stderr
     assert "ProcessError: process 'boom' failed with exit code 4" in result.stderr
