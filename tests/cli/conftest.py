@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from helpers import shown
 from typer.testing import CliRunner
 
 from libmaestro.state import SqliteStateStore
@@ -38,10 +39,14 @@ def maestro_process() -> Callable[..., subprocess.CompletedProcess[str]]:
     """Run the real `maestro` program (`python -m maestro_cli`) as a user would."""
 
     def run(
-        *args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 60
+        *args: str,
+        cwd: Path,
+        env: dict[str, str] | None = None,
+        timeout: float = 60,
+        traceback_expected: bool = False,
     ) -> subprocess.CompletedProcess[str]:
         full_env = {**os.environ, **(env or {})}
-        return subprocess.run(
+        result = subprocess.run(
             [sys.executable, "-m", "maestro_cli", *args],
             cwd=cwd,
             env=full_env,
@@ -50,6 +55,9 @@ def maestro_process() -> Callable[..., subprocess.CompletedProcess[str]]:
             timeout=timeout,
             check=False,
         )
+        if not traceback_expected:  # none without --debug; one from a thread is a bug
+            assert "Traceback" not in result.stderr, shown(result)
+        return result
 
     return run
 

@@ -122,7 +122,7 @@ def test_run_failure_is_one_clear_message_with_exit_1(maestro_process, tmp_path:
     assert "Traceback" not in result.stderr
     assert "process 'greet' failed with exit code 3" in result.stderr
     assert "reference genome not indexed" in result.stderr
-    debug = maestro_process("--debug", "run", cwd=project)
+    debug = maestro_process("--debug", "run", cwd=project, traceback_expected=True)
     assert debug.returncode == 1, shown(debug)
     assert "Traceback" in debug.stderr
 
