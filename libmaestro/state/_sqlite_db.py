@@ -60,6 +60,12 @@ class SqliteDatabase:
         # Runs found running in the open batch: no other process can end one while the batch
         # holds the write lock, so each is read once per batch instead of once per step.
         self._running_in_batch: dict[int, RunKey] = {}
+        # (workflow id, path) -> artefact id of the outputs of succeeded steps this object wrote,
+        # once committed: an input made earlier in the same run finds its producer here rather
+        # than by a query (`_producers`). Outputs written in the open transaction wait in
+        # `_produced_pending` until it commits; a rollback drops them.
+        self._produced: dict[tuple[int, str], int] = {}
+        self._produced_pending: dict[tuple[int, str], int] = {}
         self._conn: sqlite3.Connection | None = None
         self._pid = 0
 
@@ -155,9 +161,11 @@ class SqliteDatabase:
                 except sqlite3.Error as exc:
                     conn.rollback()
                     raise self._error(exc) from exc
+                self._produced.update(self._produced_pending)
             finally:
                 self._batch = None
                 self._running_in_batch.clear()
+                self._produced_pending.clear()
 
     @contextlib.contextmanager
     def _savepoint(self, conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
@@ -167,6 +175,7 @@ class SqliteDatabase:
         except BaseException as exc:
             conn.execute("ROLLBACK TO maestro_op")
             conn.execute("RELEASE maestro_op")
+            self._produced_pending.clear()  # some may be gone now: the query finds the rest
             if isinstance(exc, sqlite3.Error):
                 raise self._error(exc) from exc
             raise
@@ -188,6 +197,7 @@ class SqliteDatabase:
                 yield conn
             except BaseException as exc:
                 conn.rollback()
+                self._produced_pending.clear()
                 if isinstance(exc, sqlite3.Error):
                     raise self._error(exc) from exc
                 raise
@@ -195,7 +205,10 @@ class SqliteDatabase:
                 conn.execute("COMMIT")
             except sqlite3.Error as exc:
                 conn.rollback()
+                self._produced_pending.clear()
                 raise self._error(exc) from exc
+            self._produced.update(self._produced_pending)
+            self._produced_pending.clear()
 
     def _write(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
         """One short write transaction, taking the write lock at once."""
@@ -296,15 +309,23 @@ class SqliteDatabase:
         assignments = ", ".join(f"{name} = ?" for name in updates)  # our own column names
         conn.execute(f"UPDATE steps SET {assignments} WHERE id = ?", (*updates.values(), step_id))
 
-    @staticmethod
     def _insert_outputs(
-        conn: sqlite3.Connection, workflow_id: int, step_id: int, outputs: Sequence[Fingerprint]
+        self,
+        conn: sqlite3.Connection,
+        workflow_id: int,
+        step_id: int,
+        outputs: Sequence[Fingerprint],
     ) -> None:
-        conn.executemany(
-            "INSERT INTO artefacts (workflow_id, step_id, role, path, size, mtime_ns, sha256) "
-            "VALUES (?,?,'output',?,?,?,?)",
-            [(workflow_id, step_id, str(f.path), f.size, f.mtime_ns, f.sha256) for f in outputs],
-        )
+        """Record a succeeded step's outputs (only a success has outputs to record)."""
+        for f in outputs:  # one at a time, for their ids: most steps have one or two
+            path = str(f.path)
+            cursor = conn.execute(
+                "INSERT INTO artefacts (workflow_id, step_id, role, path, size, mtime_ns, sha256) "
+                "VALUES (?,?,'output',?,?,?,?)",
+                (workflow_id, step_id, path, f.size, f.mtime_ns, f.sha256),
+            )
+            if cursor.lastrowid:
+                self._produced_pending[(workflow_id, path)] = cursor.lastrowid
 
     def _insert_inputs(
         self,
@@ -346,8 +367,8 @@ class SqliteDatabase:
                 [(step_id, source_id) for source_id in dict.fromkeys(producers.values())],
             )
 
-    @staticmethod
     def _producers(
+        self,
         conn: sqlite3.Connection,
         workflow_id: int,
         step_id: int,
@@ -361,9 +382,22 @@ class SqliteDatabase:
         Ancestors are looked up only below `root`'s working directories (all, if it is None).
         One query per `_PATHS_PER_QUERY` candidates: a gather step with 1,000 inputs made
         1,000 queries, on its path to the end of the run.
+
+        An output this object recorded is the newest of its path (the step that made it ran in
+        this run, in a fresh working directory): such paths need no query.
         """
         # Each path with the directories that may hold it, nearest first.
         chains = {path: [path, *_output_directories(path, root)] for path in paths}
+        found: dict[str, int] = {}
+        if self._produced:
+            for path, chain in list(chains.items()):
+                for candidate in chain:
+                    if (artefact_id := self._produced.get((workflow_id, candidate))) is not None:
+                        found[path] = artefact_id
+                        del chains[path]
+                        break
+            if not chains:
+                return found
         unique = list(dict.fromkeys(c for chain in chains.values() for c in chain))
         outputs: dict[str, int] = {}
         for start in range(0, len(unique), _PATHS_PER_QUERY):
@@ -376,7 +410,6 @@ class SqliteDatabase:
                 (workflow_id, *chunk, step_id),
             )
             outputs.update((path, artefact_id) for path, artefact_id in rows)
-        found: dict[str, int] = {}
         if outputs:
             for path, chain in chains.items():
                 for candidate in chain:

@@ -150,6 +150,7 @@ class SqliteStateStore(SqliteReads):
     ) -> RunRecord:
         """See `StateStore.start_run`."""
         host = socket.gethostname() if host is None else host
+        self._produced.clear()  # what an earlier run made may have been invalidated since
         with self._write() as conn:
             workflow = self._get_workflow(conn, workflow_id)
             active = conn.execute(
@@ -305,6 +306,8 @@ class SqliteStateStore(SqliteReads):
             raise StateTransitionError(
                 "a step becomes succeeded only through succeed_step, with its outputs"
             )
+        if state is StepState.INVALIDATED:
+            self._produced.clear()  # its outputs are no longer anyone's source
         with self._write() as conn:
             step = self._get_step(conn, step_id)
             # Re-recording the current active state updates details (a job id) without a move.

@@ -388,3 +388,42 @@ def test_an_input_inside_an_output_directory_has_that_directory_as_its_source(
 
 def _fingerprint_of(path: Path) -> Fingerprint:
     return Fingerprint(path=path, size=path.stat().st_size, mtime_ns=path.stat().st_mtime_ns)
+
+
+@pytest.mark.parametrize("reader", ["same store object", "another store object"])
+def test_an_invalidated_producer_is_no_longer_an_inputs_source(
+    store: SqliteStateStore, store_path: Path, make_file: MakeFile, reader: str
+) -> None:
+    # The store remembers the outputs it wrote, so a later step of the run finds its producer
+    # without a query; what it remembers must not outlive an invalidation.
+    wf = new_workflow(store, "invalidated_source")
+    run = start_run(store, wf.id)
+    trimmed = make_file("trimmed.fq", "ACG\n")
+    trim = store.start_step(run.id, process="trim")
+    store.succeed_step(trim.id, outputs=[trimmed])
+    (made,) = store.artefacts(trim.id)
+    first = store.start_step(run.id, process="align", inputs=[trimmed])
+    assert store.artefacts(first.id)[0].source_id == made.id
+    store.finish_run(run.id, RunState.SUCCEEDED)
+    store.record_step_state(trim.id, StepState.INVALIDATED, reason="user")
+
+    with SqliteStateStore(store_path) as other:
+        writer = store if reader == "same store object" else other
+        again = writer.start_step(start_run(writer, wf.id).id, process="align", inputs=[trimmed])
+        assert writer.artefacts(again.id)[0].source_id is None
+
+
+def test_a_producer_whose_batch_rolled_back_is_no_inputs_source(
+    store: SqliteStateStore, make_file: MakeFile
+) -> None:
+    wf = new_workflow(store, "rolled_back")
+    run = start_run(store, wf.id)
+    trimmed = make_file("trimmed.fq", "ACG\n")
+    with pytest.raises(RuntimeError), store.batch():
+        trim = store.start_step(run.id, process="trim")
+        store.succeed_step(trim.id, outputs=[trimmed])
+        raise RuntimeError("the batch fails before its commit")
+    align = store.start_step(run.id, process="align", inputs=[trimmed])
+    (recorded,) = store.artefacts(align.id)
+    assert recorded.source_id is None
+    assert store.lineage(wf.id) == []
