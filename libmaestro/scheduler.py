@@ -252,6 +252,16 @@ class Scheduler:
         """
         return not self._threads or threading.current_thread() in self._threads
 
+    def take_over(self, batch: Batch) -> bool:
+        """The calling task of `batch` runs one more of the tasks the batch expects itself,
+        instead of adding it: a chain handed each step to another thread, a thread wake-up
+        per step. False if the batch or the session is stopping (add it, to be refused)."""
+        with self._cond:
+            if self._stopping or batch.cancelled:
+                return False
+            batch.expected -= 1  # never below what has finished: the caller's task runs on
+            return True
+
     def forgo(self, batch: Batch, count: int) -> None:
         """`count` tasks that `batch` expected will never be added (their input failed)."""
         with self._cond:

@@ -12,7 +12,7 @@ import json
 import threading
 import time
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import pytest
 
@@ -493,6 +493,40 @@ def test_dag_node_starts_as_soon_as_its_own_inputs_are_ready(session: Session) -
     assert done.ok, done.failed
     assert order == ["fast_2", "slow"]
     assert dict(done) == {"slow": "slow", "fast_1": 1, "fast_2": 2}
+
+
+def test_dag_runs_a_chain_in_one_thread_and_counts_what_is_still_to_come(
+    session: Session,
+) -> None:
+    # Each step of a chain is ready only when the one before ends: handing it to another
+    # thread cost a thread wake-up per step. The steps still to run stay counted as waiting.
+    seen: list[tuple[str, int]] = []
+    added = itertools.count()
+    add = session.scheduler.add
+
+    def counted_add(*args: Any) -> None:
+        next(added)
+        add(*args)
+
+    session.scheduler.add = counted_add  # type: ignore[method-assign]
+
+    def step(previous: int, index: int) -> int:
+        seen.append((threading.current_thread().name, session.scheduler.waiting))
+        return previous + index
+
+    dag = Dag()
+    node = dag.node("c0", lambda: 0)
+    for index in range(1, 6):
+        node = dag.node(f"c{index}", step, node, index)
+
+    done = dag.run()
+
+    assert done.ok, done.failed
+    assert done["c5"] == 15
+    assert next(added) == 1  # c0 alone was queued; each later step ran where its input ended
+    threads = {name for name, _ in seen}
+    assert len(threads) == 1, seen
+    assert [waiting for _, waiting in seen] == [4, 3, 2, 1, 0]
 
 
 class Sample(NamedTuple):
