@@ -62,7 +62,6 @@ from libmaestro.graph import (
     save_graph,
     static_graph,
 )
-from libmaestro.graph_draw import to_dot, to_mermaid, to_svg
 from libmaestro.history import open_store, store_path
 from libmaestro.process import Process, ProcessOutputs
 from libmaestro.project import Project, RunOptions, find_project, init_project, run_project
@@ -126,6 +125,7 @@ if typing.TYPE_CHECKING:
         raise_failures,
     )
     from libmaestro.findings import BuildResult, Finding, Severity
+    from libmaestro.graph_draw import to_dot, to_mermaid, to_svg
     from libmaestro.remote.paths import RemotePath
     from libmaestro.remote.workspace import fetch, push
     from libmaestro.templates import InitResult, list_templates
@@ -135,7 +135,8 @@ if typing.TYPE_CHECKING:
 # running workflow never does: those modules are imported on first use of one of these names,
 # so `import libmaestro` in a workflow does not pay for them (build alone pulls in the whole
 # ShellCheck and bash analysis). The same goes for what only some workflows use (the dataflow
-# helpers) and what only the CLI and the UI use (project templates, time formatting).
+# helpers) and what only the CLI and the UI use (project templates, time formatting, drawing
+# the graph).
 _LAZY = {
     **{
         name: "libmaestro.background"
@@ -146,6 +147,7 @@ _LAZY = {
         )
     },
     "build_project": "libmaestro.build",
+    **{name: "libmaestro.graph_draw" for name in ("to_dot", "to_mermaid", "to_svg")},
     **{name: "libmaestro.findings" for name in ("BuildResult", "Finding", "Severity")},
     **{
         name: "libmaestro.bundle"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import sys
 from collections.abc import Iterable, Mapping
 from os import PathLike
@@ -112,6 +111,8 @@ def _config(session: Session, what: str) -> ProjectConfig:
 
 def _missing(kind: str, name: str, defined: Iterable[str], config: ProjectConfig) -> StartupError:
     names = sorted(defined)
+    import difflib  # only for a mistake: not paid by every program's start
+
     close = difflib.get_close_matches(name, names, n=1)
     hint = f"; did you mean {close[0]!r}?" if close else ""
     listed = ", ".join(names) if names else "none"

@@ -22,7 +22,6 @@ import itertools
 import json
 import logging
 import os
-import socket
 import stat
 import sys
 import threading
@@ -523,7 +522,7 @@ def create_workflow(
         entry=str(entry),
         config=config_text,
         user=user,
-        host=socket.gethostname(),
+        host=os.uname().nodename,
         # The config file's path lets a rerun started from elsewhere (the UI) use it again.
         metadata={"project": project, **({"config": str(config_path)} if config_path else {})},
     )

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import bisect
 import datetime
-import difflib
 import enum
 import json
 import re
@@ -259,6 +258,8 @@ def one_of(allowed: Sequence[str]) -> str:
 
 def did_you_mean(word: str, choices: Sequence[str]) -> str:
     folded = [choice for choice in choices if choice.lower() == word.lower()]
+    import difflib  # only for a mistake: not paid by every program's start
+
     close = folded or difflib.get_close_matches(word, choices, n=1)
     return f"; did you mean {quote(close[0])}?" if close else ""
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import socket
+import os
 
 from libmaestro.state.records import RunRecord
 
@@ -20,9 +20,9 @@ def run_is_alive(run: RunRecord, *, hostname: str | None = None) -> bool:
 
     Args:
         run: the run to check.
-        hostname: this machine's name (default: `socket.gethostname()`).
+        hostname: this machine's name (default: `os.uname().nodename`).
     """
-    here = socket.gethostname() if hostname is None else hostname
+    here = os.uname().nodename if hostname is None else hostname
     if run.host and run.host != here:
         return True
     # Imported here (~10 ms): a store with no run left running never asks.

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import getpass
 import os
-import socket
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -118,7 +117,7 @@ class SqliteStateStore(SqliteReads):
             to_json(args),
             to_json(inputs),
             getpass.getuser() if user is None else user,
-            socket.gethostname() if host is None else host,
+            os.uname().nodename if host is None else host,
             to_json(tags),
             now(created_at),
             WorkflowState.PENDING.value,
@@ -149,7 +148,7 @@ class SqliteStateStore(SqliteReads):
         started_at: float | None = None,
     ) -> RunRecord:
         """See `StateStore.start_run`."""
-        host = socket.gethostname() if host is None else host
+        host = os.uname().nodename if host is None else host
         self._produced.clear()  # what an earlier run made may have been invalidated since
         with self._write() as conn:
             workflow = self._get_workflow(conn, workflow_id)
