@@ -29,6 +29,7 @@ so drift hits them alike), time per process, and maestro ÷ Python floor (target
     .venv/bin/python scripts/bench/dataflow.py                 # N = 1000
     .venv/bin/python scripts/bench/dataflow.py -n 200 --repeat 1
     .venv/bin/python scripts/bench/dataflow.py --markdown      # a table for docs/benchmarks.md
+    .venv/bin/python scripts/bench/dataflow.py --keep          # leave the files (see --help)
 """
 
 from __future__ import annotations
@@ -265,10 +266,21 @@ def main() -> None:
     parser.add_argument(
         "--markdown", action="store_true", help="print a table for docs/benchmarks.md"
     )
+    parser.add_argument(
+        "--keep",
+        action="store_true",
+        help="leave the runs' files (their directory is printed) for several runs in a row: "
+        "deleting 50,000 files slows file creation on this VM's disk for minutes after",
+    )
     options = parser.parse_args()
     n = options.n
-    with tempfile.TemporaryDirectory(prefix="maestro-bench-dataflow-") as tmp:
+    if options.keep:
+        tmp = tempfile.mkdtemp(prefix="maestro-bench-dataflow-")
+        print(f"the runs' files stay in {tmp}", file=sys.stderr)
         best, retries = measure(n, options.repeat, Path(tmp))
+    else:
+        with tempfile.TemporaryDirectory(prefix="maestro-bench-dataflow-") as tmp:
+            best, retries = measure(n, options.repeat, Path(tmp))
 
     if options.markdown:
         today = datetime.date.today().isoformat()
