@@ -137,10 +137,13 @@ def run_bundled(tmp_path: Path) -> Callable[..., subprocess.CompletedProcess[str
     def run(
         folder: Path, *args: str, cwd: Path | None = None, program: str = "greeter"
     ) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
+        result = subprocess.run(
             [str(folder / program), *args], cwd=cwd or folder, env=env,
             capture_output=True, text=True, timeout=120, check=False,
         )  # fmt: skip
+        # None without --debug; one from a background thread is a bug even in a success.
+        assert "Traceback" not in result.stderr, result.stderr
+        return result
 
     run.env = env  # type: ignore[attr-defined]
     return run
