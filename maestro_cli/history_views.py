@@ -116,11 +116,6 @@ def _counts_text(counts: Mapping[Any, int], *, waiting: int = 0) -> str:
     return " · ".join(parts) if parts else "no steps"
 
 
-def _waiting(run: libmaestro.RunRecord | None) -> int:
-    """What a running run has yet to start (steps it has not reached have no record yet)."""
-    return run.waiting if run is not None and run.state is libmaestro.RunState.RUNNING else 0
-
-
 class _Grid:
     """Rows drawn as a rich table on a terminal, as plain aligned columns when piped.
 
@@ -283,7 +278,7 @@ class Listing:
                     "attempts": s.attempts,
                     "steps": {k.value: n for k, n in rollup.counts.items()},
                     "total_steps": rollup.total,
-                    "waiting": _waiting(s.latest_run),
+                    "waiting": s.latest_run.waiting if s.latest_run else 0,
                     "metadata": dict(wf.metadata),
                 }
             )
@@ -298,6 +293,7 @@ class Listing:
             wf = s.workflow
             started, seconds = self._times(s)
             tags = " ".join(f"{k}={v}" for k, v in self._tags(wf).items())
+            waiting = s.latest_run.waiting if s.latest_run else 0  # 0 once the run ended
             table.add_row(
                 Text(wf.session, style="bold"),
                 Text(wf.project),
@@ -305,7 +301,7 @@ class Listing:
                 libmaestro.format_time(started),
                 libmaestro.format_duration(seconds),
                 str(s.attempts),
-                _counts_text(self.rollups[wf.id].counts, waiting=_waiting(s.latest_run)),
+                _counts_text(self.rollups[wf.id].counts, waiting=waiting),
                 Text(tags),
             )
         if self.total <= len(self.summaries):
@@ -369,7 +365,7 @@ class SessionView:
                     "pid": run.pid,
                     "host": run.host,
                     "steps": {k.value: n for k, n in run_counts.get(run.id, Counter()).items()},
-                    "waiting": _waiting(run),
+                    "waiting": run.waiting,
                 }
                 for run in self.runs
             ],
@@ -477,10 +473,10 @@ class SessionView:
                 libmaestro.format_time(run.ended_at),
                 libmaestro.format_duration(_seconds(run.started_at, run.ended_at, running=running)),
                 f"{run.pid}@{run.host}",
-                _counts_text(run_counts.get(run.id, Counter()), waiting=_waiting(run)),
+                _counts_text(run_counts.get(run.id, Counter()), waiting=run.waiting),
             )
         total = self.rollup.total
-        waiting = _waiting(self.runs[-1] if self.runs else None)
+        waiting = self.runs[-1].waiting if self.runs else 0  # 0 once the run ended
         counts = _counts_text(self.rollup.counts, waiting=waiting)
         summary = f"{total} step{'s' if total != 1 else ''}: {counts}"
         return Group(self._header(), steps, runs, Text(summary, style="bold"))

@@ -12,7 +12,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path, PurePath
 from typing import Any, NamedTuple, Self
 
@@ -194,21 +194,21 @@ class SqliteDatabase:
             except sqlite3.Error as exc:
                 raise self._error(exc) from exc
             try:
-                yield conn
-            except BaseException as exc:
-                conn.rollback()
-                self._produced_pending.clear()
-                if isinstance(exc, sqlite3.Error):
+                try:
+                    yield conn
+                except BaseException as exc:
+                    conn.rollback()
+                    if isinstance(exc, sqlite3.Error):
+                        raise self._error(exc) from exc
+                    raise
+                try:
+                    conn.execute("COMMIT")
+                except sqlite3.Error as exc:
+                    conn.rollback()
                     raise self._error(exc) from exc
-                raise
-            try:
-                conn.execute("COMMIT")
-            except sqlite3.Error as exc:
-                conn.rollback()
-                self._produced_pending.clear()
-                raise self._error(exc) from exc
-            self._produced.update(self._produced_pending)
-            self._produced_pending.clear()
+                self._produced.update(self._produced_pending)
+            finally:
+                self._produced_pending.clear()  # committed above, or rolled back
 
     def _write(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
         """One short write transaction, taking the write lock at once."""
@@ -390,12 +390,8 @@ class SqliteDatabase:
         chains = {path: [path, *_output_directories(path, root)] for path in paths}
         found: dict[str, int] = {}
         if self._produced:
-            for path, chain in list(chains.items()):
-                for candidate in chain:
-                    if (artefact_id := self._produced.get((workflow_id, candidate))) is not None:
-                        found[path] = artefact_id
-                        del chains[path]
-                        break
+            found = _nearest(chains, lambda candidate: self._produced.get((workflow_id, candidate)))
+            chains = {path: chain for path, chain in chains.items() if path not in found}
             if not chains:
                 return found
         unique = list(dict.fromkeys(c for chain in chains.values() for c in chain))
@@ -411,12 +407,21 @@ class SqliteDatabase:
             )
             outputs.update((path, artefact_id) for path, artefact_id in rows)
         if outputs:
-            for path, chain in chains.items():
-                for candidate in chain:
-                    if (artefact_id := outputs.get(candidate)) is not None:
-                        found[path] = artefact_id
-                        break
+            found.update(_nearest(chains, outputs.get))
         return found
+
+
+def _nearest(
+    chains: Mapping[str, Sequence[str]], producer_of: Callable[[str], int | None]
+) -> dict[str, int]:
+    """Path -> the producer of the first of its candidates (nearest first) that has one."""
+    found: dict[str, int] = {}
+    for path, chain in chains.items():
+        for candidate in chain:
+            if (artefact_id := producer_of(candidate)) is not None:
+                found[path] = artefact_id
+                break
+    return found
 
 
 def _output_directories(path: str, root: str | None) -> list[str]:

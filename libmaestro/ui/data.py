@@ -97,11 +97,6 @@ def counts_text(counts: Mapping[StepState, int], waiting: int = 0) -> str:
     return " · ".join(parts) if parts else "no steps"
 
 
-def waiting_of(run: RunRecord | None) -> int:
-    """What `run` has yet to start, while it runs; 0 once it ended."""
-    return run.waiting if run is not None and run.state is RunState.RUNNING else 0
-
-
 # --- the main interface ----------------------------------------------------------------------
 
 
@@ -175,7 +170,8 @@ class ListRow:
     @property
     def waiting(self) -> int:
         """What its running run has yet to start (see `RunRecord.waiting`)."""
-        return waiting_of(self.summary.latest_run)
+        latest = self.summary.latest_run
+        return latest.waiting if latest is not None else 0  # the store keeps 0 once it ended
 
     @classmethod
     def of(cls, summary: WorkflowSummary, rollup: Rollup) -> ListRow:
@@ -359,7 +355,7 @@ class WorkflowView:
     @property
     def waiting(self) -> int:
         """What the running run has yet to start: steps it has not reached have no record."""
-        return waiting_of(self.runs[-1] if self.runs else None)
+        return self.runs[-1].waiting if self.runs else 0  # the store keeps 0 once it ended
 
     @classmethod
     def load(cls, store: SqliteStateStore, workflow: WorkflowRecord) -> WorkflowView:
