@@ -26,20 +26,21 @@ import stat
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from libmaestro._proctree import own_start_time
 from libmaestro.config.model import ExecutorConfig
-from libmaestro.errors import log_unexpected
 from libmaestro.fingerprints import fingerprint, fingerprint_as_taken
+from libmaestro.history_writer import Joinable, Writer
 from libmaestro.jobs import JobResult
 from libmaestro.process import Process, fanout_group
 from libmaestro.state import (
     Fingerprint,
     LastSuccess,
+    NewStep,
     Reason,
     RunRecord,
     RunState,
@@ -172,91 +173,39 @@ class Decision:
         return "; ".join(self.reasons) if self.reasons else str(Reason.UP_TO_DATE)
 
 
-class _Writer:
-    """Writes to the store from one background thread, many records per transaction.
+class _StepStart(Joinable):
+    """A step that started, to be recorded (`RunHistory.started`); a fan-out's are recorded
+    together (`RunHistory._write_starts`)."""
 
-    Process threads only queue what happened and go on: a 1,000-process fan-out then costs a
-    few dozen commits instead of thousands, each waited for by a process. Order is kept (one
-    queue, one thread). A crash loses at most the last `INTERVAL` of records, which only makes
-    a later `--resume` run those steps again: a success is never recorded without its verified
-    outputs, because both are written by one operation.
-    """
+    __slots__ = ("decision", "executor", "history", "inputs", "process", "token", "workdir")
 
-    INTERVAL = 0.1  # seconds to gather writes before a commit
-
-    def __init__(
-        self, store: SqliteStateStore, on_commit: Callable[[], object] | None = None
+    def __init__(  # what a step record is made of
+        self,
+        history: RunHistory,
+        token: int,
+        process: Process,
+        executor: ExecutorConfig,
+        workdir: Path,
+        decision: Decision,
+        inputs: list[tuple[Path, os.stat_result | None]],
     ) -> None:
-        self.store = store
-        self._on_commit = on_commit  # one more write for each commit, after the queued ones
-        self._queue: list[Callable[[], object]] = []
-        self._cond = threading.Condition()
-        self._busy = False
-        self._closed = False
-        self._hurry = threading.Event()  # set by flush: the gathering interval ends at once
-        self._thread = threading.Thread(target=self._loop, name="maestro-history", daemon=True)
-        self._thread.start()
+        self.history = history
+        self.token = token
+        self.process = process
+        self.executor = executor
+        self.workdir = workdir
+        self.decision = decision
+        self.inputs = inputs
 
-    def submit(self, operation: Callable[[], object]) -> None:
-        with self._cond:
-            self._queue.append(operation)
-            self._cond.notify_all()
-
-    def _loop(self) -> None:
-        while True:
-            with self._cond:
-                while not self._queue and not self._closed:
-                    self._cond.wait()
-                if not self._queue and self._closed:
-                    return
-            # Let more writes arrive, for one commit; unless someone waits for them (`flush`).
-            # An Event, not the condition: every `submit` notifies that, and would wake this
-            # thread for each write.
-            self._hurry.wait(self.INTERVAL)
-            with self._cond:
-                self._hurry.clear()
-                operations, self._queue = self._queue, []
-                self._busy = True
-            try:
-                with self.store.batch():
-                    if self._on_commit is not None:
-                        operations.append(self._on_commit)
-                    for operation in operations:
-                        try:
-                            operation()
-                        except StateError as exc:  # one refused record must not lose the rest
-                            log.warning("run history: %s", exc)
-                        except Exception:  # a bug: say so, and keep the thread for the rest
-                            # A dead writer left `flush` waiting for ever at the end of the run.
-                            log_unexpected(log, "run history: a record could not be written")
-            except StateError as exc:
-                log.warning("run history: %d records not written: %s", len(operations), exc)
-            finally:
-                with self._cond:
-                    self._busy = False
-                    self._cond.notify_all()
-
-    def flush(self) -> None:
-        """Return once everything queued so far is committed."""
-        with self._cond:
-            while (self._queue or self._busy) and self._thread.is_alive():
-                self._hurry.set()  # commit now instead of at the end of the interval
-                self._cond.wait(0.5)
-
-    def close(self) -> None:
-        self.flush()
-        with self._cond:
-            self._closed = True
-            self._cond.notify_all()
-        self._hurry.set()
-        self._thread.join(timeout=5)
+    def write_together(self, writes: Sequence[_StepStart]) -> None:
+        self.history._write_starts(writes)  # its own history's records
 
 
 @dataclass
 class RunHistory:
     """One run of a workflow instance in the store; the runner reports every step to it.
 
-    Step records are written in the background (see `_Writer`); `started` returns a token that
+    Step records are written in the background (see `Writer`); `started` returns a token that
     stands for the step until its record exists.
     """
 
@@ -265,7 +214,7 @@ class RunHistory:
     run: RunRecord
     explain: bool = False
     previous: dict[str, LastSuccess] = field(default_factory=dict)
-    _writer: _Writer | None = None
+    _writer: Writer | None = None
     _ids: dict[int, int] = field(default_factory=dict)  # token -> step id
     _tokens: itertools.count[int] = field(default_factory=itertools.count)
     _writer_lock: threading.Lock = field(default_factory=threading.Lock)
@@ -282,14 +231,14 @@ class RunHistory:
     _waiting_written: int = 0
 
     @property
-    def writer(self) -> _Writer:
+    def writer(self) -> Writer:
         # Under a lock: the first processes of a fan-out call this from several threads at once,
         # and two writers (two queues, two threads) broke the order of a step's records (its
         # success ran before its start and was dropped, so the step ended aborted RUN_ENDED in
         # a run that succeeded) and `finish` flushed only the last one.
         with self._writer_lock:
             if self._writer is None:
-                self._writer = _Writer(self.store, on_commit=self._write_waiting)
+                self._writer = Writer(self.store, on_commit=self._write_waiting)
             return self._writer
 
     def _write_waiting(self) -> None:
@@ -369,30 +318,47 @@ class RunHistory:
         # the one it used, and the next resume reused the output made from the old content.
         known = input_stats or {}
         inputs = [(path, known.get(var)) for var, path in process.inputs.items()]
+        self.writer.submit(_StepStart(self, token, process, executor, workdir, decision, inputs))
+        return token
 
-        def write() -> None:
-            recorded_inputs = [fp for path, info in inputs if (fp := self._fingerprint(path, info))]
+    def _write_starts(self, starts: Sequence[_StepStart]) -> None:
+        """Record steps that started: a commit interval's starts in one call to the store."""
+        new: list[tuple[int, bool, NewStep]] = []  # token, still open, the record
+        for start in starts:
+            process, decision = start.process, start.decision
+            recorded = [fp for path, info in start.inputs if (fp := self._fingerprint(path, info))]
             with self._pending_lock:
-                running_since = self._not_yet_written.pop(token, None)
-                ended = self._ended_unwritten.pop(token, None)
-            step_id = self.store.add_step(
-                self.run.id,
+                running_since = self._not_yet_written.pop(start.token, None)
+                ended = self._ended_unwritten.pop(start.token, None)
+            step = NewStep(
                 process=process.name,
                 state=StepState.PENDING if running_since is None else StepState.RUNNING,
                 cache_key=decision.key,
-                executor=executor.name,
-                workdir=workdir,
+                executor=start.executor.name,
+                workdir=start.workdir,
                 group=fanout_group(process.name),
-                inputs=recorded_inputs,
+                inputs=recorded,
                 reason=decision.text,
                 started_at=running_since,
                 success=None if ended is None else ended(),
             )
-            if ended is None:
+            new.append((start.token, ended is None, step))
+        try:
+            ids: list[int | None] = list(self.store.add_steps(self.run.id, [n[2] for n in new]))
+        except StateError:
+            if len(new) == 1:
+                raise
+            ids = [self._add_alone(step) for _, _, step in new]  # one refused loses only itself
+        for (token, still_open, _), step_id in zip(new, ids, strict=True):
+            if still_open and step_id is not None:
                 self._ids[token] = step_id
 
-        self.writer.submit(write)
-        return token
+    def _add_alone(self, step: NewStep) -> int | None:
+        try:
+            return self.store.add_steps(self.run.id, [step])[0]
+        except StateError as exc:
+            log.warning("run history: %s", exc)
+            return None
 
     def _fingerprint(self, path: Path, info: os.stat_result | None) -> Fingerprint | None:
         """`fingerprint_as_taken`, reusing the content hash this run already took of the file

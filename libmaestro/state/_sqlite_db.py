@@ -12,6 +12,7 @@ import os
 import sqlite3
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path, PurePath
 from typing import Any, NamedTuple, Self
@@ -22,6 +23,7 @@ from libmaestro.state._sqlite_rows import (
     RUN_COLS,
     STEP_COLS,
     WF_COLS,
+    now,
     run_of,
     step_of,
     workflow_of,
@@ -32,13 +34,28 @@ from libmaestro.state.errors import (
     StateError,
     StateNotFoundError,
 )
-from libmaestro.state.records import Fingerprint, RunRecord, StepRecord, WorkflowRecord
+from libmaestro.state.records import (
+    Fingerprint,
+    NewStep,
+    RunRecord,
+    StepRecord,
+    WorkflowRecord,
+)
 from libmaestro.state.states import RunState, StepState, WorkflowState, check_run_transition
 
 BUSY_TIMEOUT_SECONDS = 10.0
 
 
 _PATHS_PER_QUERY = 500  # bound parameters per query, well under SQLite's limit (32,766)
+_INSERT_STEP = (
+    "INSERT INTO steps (id, workflow_id, run_id, attempt, process, state, reason, cache_key,"
+    " executor, workdir, job_id, grp, started_at, exit_code, ended_at, max_rss_kib, cpu_seconds)"
+    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+)
+_INSERT_ARTEFACT = (
+    "INSERT INTO artefacts (id, workflow_id, step_id, role, path, size, mtime_ns, sha256,"
+    " source_id) VALUES (?,?,?,?,?,?,?,?,?)"
+)
 
 
 class RunKey(NamedTuple):
@@ -327,6 +344,71 @@ class SqliteDatabase:
             if cursor.lastrowid:
                 self._produced_pending[(workflow_id, path)] = cursor.lastrowid
 
+    def _insert_new_steps(
+        self, conn: sqlite3.Connection, run: RunKey, steps: Sequence[NewStep]
+    ) -> list[int]:
+        """Insert `steps` of `run` with their inputs and outputs (see `add_steps`): one
+        statement per table, with ids chosen here (the transaction holds the write lock, so
+        the next free ids stay free) so that the rows that refer to each other can be built
+        before any is inserted."""
+        workflow_id = run.workflow_id
+        first_step = _next_id(conn, "steps")
+        artefact_id = _next_id(conn, "artefacts")
+        step_rows: list[tuple[Any, ...]] = []
+        artefact_rows: list[tuple[Any, ...]] = []
+        lineage_rows: list[tuple[int, int]] = []
+        made_here: dict[str, int] = {}  # the outputs of the steps before, by path
+        for step_id, step in enumerate(steps, start=first_step):
+            workdir = None if step.workdir is None else str(step.workdir)
+            began = now(step.started_at) if step.state is StepState.RUNNING else step.started_at
+            state = step.state
+            ended: tuple[Any, ...] = (None, None, None, None)  # exit_code ... cpu_seconds
+            if (success := step.success) is not None:
+                state = StepState.SUCCEEDED
+                ended = (
+                    success.exit_code,
+                    now(success.ended_at),
+                    success.max_rss_kib,
+                    success.cpu_seconds,
+                )
+            step_rows.append(
+                (step_id, workflow_id, run.id, run.attempt, step.process, state.value,
+                 step.reason, step.cache_key, step.executor, workdir, step.job_id, step.group,
+                 began, *ended)
+            )  # fmt: skip
+            if step.inputs:
+                paths = [str(item.path) for item in step.inputs]
+                root = None if workdir is None else workdir.rpartition(os.sep)[0]
+                producers = self._producers(conn, workflow_id, step_id, paths, root, made_here)
+                for path, item in zip(paths, step.inputs, strict=True):
+                    artefact_rows.append(
+                        (artefact_id, workflow_id, step_id, "input", path, item.size,
+                         item.mtime_ns, item.sha256, producers.get(path))
+                    )  # fmt: skip
+                    artefact_id += 1
+                lineage_rows.extend(
+                    (step_id, source) for source in dict.fromkeys(producers.values())
+                )
+            for item in success.outputs if success is not None else ():
+                path = str(item.path)
+                artefact_rows.append(
+                    (artefact_id, workflow_id, step_id, "output", path, item.size,
+                     item.mtime_ns, item.sha256, None)
+                )  # fmt: skip
+                made_here[path] = artefact_id
+                artefact_id += 1
+        try:
+            conn.executemany(_INSERT_STEP, step_rows)
+        except sqlite3.IntegrityError:  # UNIQUE (run_id, process)
+            raise _already_recorded(conn, run, [step.process for step in steps]) from None
+        conn.executemany(_INSERT_ARTEFACT, artefact_rows)
+        if lineage_rows:
+            conn.executemany(
+                "INSERT OR IGNORE INTO lineage (step_id, artefact_id) VALUES (?, ?)", lineage_rows
+            )
+        self._produced_pending.update(((workflow_id, path), id_) for path, id_ in made_here.items())
+        return list(range(first_step, first_step + len(steps)))
+
     def _insert_inputs(
         self,
         conn: sqlite3.Connection,
@@ -374,6 +456,7 @@ class SqliteDatabase:
         step_id: int,
         paths: Sequence[str],
         root: str | None,
+        made_here: Mapping[str, int] | None = None,
     ) -> dict[str, int]:
         """Path -> the output artefact of the newest succeeded producer of it in the instance.
 
@@ -384,13 +467,20 @@ class SqliteDatabase:
         1,000 queries, on its path to the end of the run.
 
         An output this object recorded is the newest of its path (the step that made it ran in
-        this run, in a fresh working directory): such paths need no query.
+        this run, in a fresh working directory): such paths need no query. Nor do the outputs
+        of the steps inserted before it by the same call, `made_here` (path -> artefact id),
+        which are not in the table yet.
         """
         # Each path with the directories that may hold it, nearest first.
         chains = {path: [path, *_output_directories(path, root)] for path in paths}
         found: dict[str, int] = {}
-        if self._produced:
-            found = _nearest(chains, lambda candidate: self._produced.get((workflow_id, candidate)))
+        if self._produced or made_here:
+            here = made_here or {}
+            produced = self._produced
+            found = _nearest(
+                chains,
+                lambda candidate: here.get(candidate, produced.get((workflow_id, candidate))),
+            )
             chains = {path: chain for path, chain in chains.items() if path not in found}
             if not chains:
                 return found
@@ -409,6 +499,25 @@ class SqliteDatabase:
         if outputs:
             found.update(_nearest(chains, outputs.get))
         return found
+
+
+def _next_id(conn: sqlite3.Connection, table: str) -> int:
+    """The id SQLite would give the next row of `table` (one of ours) without one."""
+    return int(conn.execute(f"SELECT COALESCE(MAX(id), 0) + 1 FROM {table}").fetchone()[0])
+
+
+def _already_recorded(conn: sqlite3.Connection, run: RunKey, processes: list[str]) -> Exception:
+    """The error for inserting steps of `processes` when one of them is already in `run`."""
+    twice = [process for process, count in Counter(processes).items() if count > 1]
+    marks = ",".join("?" * len(processes))
+    rows = conn.execute(
+        f"SELECT process FROM steps WHERE run_id = ? AND process IN ({marks})",
+        (run.id, *processes),
+    ).fetchall()
+    clash = rows[0][0] if rows else twice[0] if twice else None
+    if clash is None:  # another constraint: let the caller's handler describe it
+        return StateError("a step could not be recorded: a database constraint refused it")
+    return StateConflictError(f"step {clash} is already recorded in run {run.attempt}")
 
 
 def _nearest(

@@ -140,6 +140,26 @@ class StepSuccess:
 
 
 @dataclass(frozen=True, slots=True)
+class NewStep:
+    """A step to record with `SqliteStateStore.add_steps` (the fields of `add_step`).
+
+    With `success`, the step (started in `state` RUNNING) is recorded as having succeeded.
+    """
+
+    process: str
+    state: StepState = StepState.RUNNING
+    cache_key: str = ""
+    executor: str = ""
+    workdir: Path | None = None
+    job_id: str = ""
+    group: str = ""
+    inputs: Sequence[Fingerprint] = ()
+    started_at: float | None = None
+    reason: str = ""
+    success: StepSuccess | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class ArtefactRecord:
     """A file a step consumed (role input) or produced (role output), as it was then."""
 

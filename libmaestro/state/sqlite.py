@@ -46,6 +46,7 @@ from libmaestro.state.errors import (
 from libmaestro.state.records import (
     ActionRecord,
     Fingerprint,
+    NewStep,
     RunRecord,
     StepRecord,
     StepSuccess,
@@ -207,55 +208,33 @@ class SqliteStateStore(SqliteReads):
         says why the step runs (resume explains it)."""
         return self.step(self.add_step(run_id, **fields))
 
-    def add_step(
-        self,
-        run_id: int,
-        *,
-        process: str,
-        state: StepState = StepState.RUNNING,
-        cache_key: str = "",
-        executor: str = "",
-        workdir: Path | None = None,
-        job_id: str = "",
-        group: str = "",
-        inputs: Sequence[Fingerprint] = (),
-        started_at: float | None = None,
-        reason: str = "",
-        success: StepSuccess | None = None,
-    ) -> int:
-        """`start_step` returning only the new step's id: the run history records a step per
-        process and needs nothing else back, and reading the record back doubled the cost.
+    def add_step(self, run_id: int, **fields: Any) -> int:
+        """`start_step` returning only the new step's id (the fields are `NewStep`'s): the run
+        history records a step per process and needs nothing else back, and reading the record
+        back doubled the cost."""
+        return self.add_steps(run_id, [NewStep(**fields)])[0]
 
-        With `success`, the step (started in `state` RUNNING) is recorded as having succeeded,
-        in one insert: the run history's writer gets both at once for a step shorter than its
-        commit interval.
+    def add_steps(self, run_id: int, steps: Sequence[NewStep]) -> list[int]:
+        """Record new steps of one run, with their inputs, and their ids in the same order.
+
+        A step given a `success` (started in `state` RUNNING) is recorded as having succeeded,
+        with its outputs: the run history's writer gets both at once for a step shorter than
+        its commit interval. All or nothing: a step already recorded in the run
+        (`StateConflictError`) or an impossible state records none of them. The writer records
+        a commit interval's steps with one call, one statement per table rather than five per
+        step.
         """
-        if state is StepState.SKIPPED:
-            raise StateTransitionError("record skipped steps with record_skipped")
-        check_transition(None, state, step=process)
-        if success is not None:
-            check_transition(state, StepState.SUCCEEDED, step=process)
-        began = now(started_at) if state is StepState.RUNNING else started_at
+        for step in steps:
+            if step.state is StepState.SKIPPED:
+                raise StateTransitionError("record skipped steps with record_skipped")
+            check_transition(None, step.state, step=step.process)
+            if step.success is not None:
+                check_transition(step.state, StepState.SUCCEEDED, step=step.process)
+        if not steps:
+            return []
         with self._write() as conn:
-            run = self._running_run(conn, run_id, process)
-            columns = {
-                "cache_key": cache_key,
-                "executor": executor,
-                "workdir": None if workdir is None else str(workdir),
-                "job_id": job_id,
-                "grp": group,
-                "started_at": began,
-                "reason": reason,
-            }
-            if success is not None:
-                state = StepState.SUCCEEDED
-                columns.update(_success_columns(success))
-            step_id = self._insert_step(conn, run, process=process, state=state, **columns)
-            where = None if workdir is None else str(workdir)
-            self._insert_inputs(conn, run.workflow_id, step_id, inputs, where)
-            if success is not None:
-                self._insert_outputs(conn, run.workflow_id, step_id, success.outputs)
-            return step_id
+            run = self._running_run(conn, run_id, steps[0].process)
+            return self._insert_new_steps(conn, run, steps)
 
     def record_skipped(
         self, run_id: int, *, reused: int, group: str | None = None, reason: str = Reason.UP_TO_DATE

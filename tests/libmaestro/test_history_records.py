@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import threading
 import time
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -251,3 +252,44 @@ def test_a_directory_fingerprint_hashes_its_listing_in_the_recorded_form(tmp_pat
     assert found.size == sum((root / f).stat().st_size for f in files)
     newest = max([root.stat().st_mtime_ns, *((root / f).stat().st_mtime_ns for f in files)])
     assert found.mtime_ns == newest
+
+
+def test_starts_queued_together_are_recorded_by_one_store_call_and_one_refused_loses_only_itself(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    history = _history(tmp_path)
+    executor = maestro.LocalExecutor().config
+    calls: list[list[str]] = []
+    add_steps = history.store.add_steps
+
+    def spy(run_id: int, steps: Any) -> list[int]:
+        calls.append([step.process for step in steps])
+        return add_steps(run_id, steps)
+
+    history.store.add_steps = spy  # type: ignore[method-assign]
+
+    def start(name: str) -> int:
+        process = Process(name=name, script="true")
+        token = history.started(
+            process, executor, tmp_path / name, history.decide(process, executor)
+        )
+        history.running(token)
+        return token
+
+    start("a")
+    history.flush()
+    # Hold the writer inside a commit while the next starts queue up: they are its next batch.
+    release = threading.Event()
+    history.writer.submit(release.wait)
+    tokens = {name: start(name) for name in ("b", "a", "c")}  # "a" again: the store refuses it
+    release.set()
+    result = JobResult(JobState.SUCCEEDED, 0, None, 1.0, 2.0)
+    history.succeeded(tokens["c"], Process(name="c", script="true"), {}, result)
+    history.flush()
+
+    assert calls[:2] == [["a"], ["b", "a", "c"]]  # the fan-out's starts in one call
+    steps = {step.process: step.state for step in history.store.steps(history.workflow.id)}
+    assert steps == {"a": StepState.RUNNING, "b": StepState.RUNNING, "c": StepState.SUCCEEDED}
+    (warning,) = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert "step a is already recorded" in warning.getMessage()
+    history.finish(RunState.SUCCEEDED)

@@ -591,7 +591,7 @@ def test_resume_after_sigkill_reruns_only_the_steps_that_had_not_succeeded(
     try:
         wait_for(lambda: any(project.root.glob("maestro_work/*/step2/started")), what="step2")
         wait_for(lambda: bool(processes_with(token)), what="step2's sleep")
-        # Records are written in batches (libmaestro.history._Writer): kill once step1's
+        # Records are written in batches (libmaestro.history_writer.Writer): kill once step1's
         # success is committed, as it is a moment after it ends.
         wait_for(lambda: latest_run_states() == RUNNING_STEP2, what="step1 recorded")
         os.killpg(child.pid, signal.SIGKILL)

@@ -13,6 +13,7 @@ from state_helpers import new_workflow, start_run
 from libmaestro.state import (
     ArtefactRole,
     Fingerprint,
+    NewStep,
     Reason,
     RunState,
     SqliteStateStore,
@@ -21,6 +22,7 @@ from libmaestro.state import (
     StateNotFoundError,
     StateTransitionError,
     StepState,
+    StepSuccess,
     WorkflowState,
     default_store_path,
 )
@@ -427,3 +429,60 @@ def test_a_producer_whose_batch_rolled_back_is_no_inputs_source(
     (recorded,) = store.artefacts(align.id)
     assert recorded.source_id is None
     assert store.lineage(wf.id) == []
+
+
+def test_add_steps_records_a_chain_in_one_call_with_its_lineage(
+    store: SqliteStateStore, make_file: MakeFile
+) -> None:
+    # The run history records a commit interval's steps with one call. A step that reads what
+    # an earlier step of the same call made must get it as its source, although neither is in
+    # the tables when the call starts.
+    wf = new_workflow(store, "chain_in_one_call")
+    run = start_run(store, wf.id)
+    reads = make_file("reads.fq", "ACGT\n")
+    trimmed = make_file("trimmed.fq", "ACG\n")
+    bam = make_file("aligned.bam", "BAM\n")
+    done = StepSuccess(outputs=[trimmed], exit_code=0, ended_at=12.0, cpu_seconds=0.5)
+    ids = store.add_steps(
+        run.id,
+        [
+            NewStep(process="trim", inputs=[reads], started_at=10.0, success=done),
+            NewStep(process="align", inputs=[trimmed], success=StepSuccess(outputs=[bam])),
+            NewStep(process="report", state=StepState.PENDING, reason="first run"),
+        ],
+    )
+    trim, align, report = (store.step(step_id) for step_id in ids)
+    assert [trim.process, align.process, report.process] == ["trim", "align", "report"]
+    assert (trim.state, trim.started_at, trim.ended_at) == (StepState.SUCCEEDED, 10.0, 12.0)
+    assert (align.state, report.state, report.reason) == (
+        StepState.SUCCEEDED,
+        StepState.PENDING,
+        "first run",
+    )
+    (made,) = [a for a in store.artefacts(trim.id) if a.role is ArtefactRole.OUTPUT]
+    (read,) = [a for a in store.artefacts(align.id) if a.role is ArtefactRole.INPUT]
+    assert (read.path, read.source_id) == (trimmed.path, made.id)
+    assert [(e.step_id, e.artefact_id) for e in store.lineage(wf.id)] == [(align.id, made.id)]
+    # Steps recorded afterwards, one at a time, get the next ids and find the same producer.
+    later = store.start_step(run.id, process="index", inputs=[trimmed])
+    assert later.id == ids[-1] + 1
+    assert store.artefacts(later.id)[0].source_id == made.id
+
+
+@pytest.mark.parametrize("clash", ["recorded before", "twice in the call"])
+def test_add_steps_records_none_when_one_is_already_recorded(
+    store: SqliteStateStore, clash: str
+) -> None:
+    wf = new_workflow(store, "clash")
+    run = start_run(store, wf.id)
+    if clash == "recorded before":
+        store.start_step(run.id, process="align")
+        names = ["trim", "align"]
+    else:
+        names = ["trim", "trim"]
+    before = len(store.steps(wf.id))
+    duplicate = names[1]
+    with pytest.raises(StateConflictError, match=f"step {duplicate} is already recorded in run 1"):
+        store.add_steps(run.id, [NewStep(process=name) for name in names])
+    assert len(store.steps(wf.id)) == before
+    assert store.add_steps(run.id, [NewStep(process="trim")])  # nothing of the call was kept
