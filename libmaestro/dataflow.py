@@ -127,15 +127,21 @@ def parallelize(
 class Node:
     """A named step of a Dag; pass it as an argument to another node to depend on its result."""
 
-    __slots__ = ("args", "fn", "kwargs", "name")
+    __slots__ = ("args", "dependencies", "fn", "kwargs", "name")
 
     def __init__(
-        self, name: str, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+        self,
+        name: str,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        dependencies: tuple[Node, ...],
     ) -> None:
         self.name = name
         self.fn = fn
         self.args = args
         self.kwargs = kwargs
+        self.dependencies = dependencies  # the Nodes among its arguments, each once
 
     def __repr__(self) -> str:
         return f"Node({self.name!r})"
@@ -218,12 +224,13 @@ class Dag:
         inside lists, tuples and dicts) are replaced by their results."""
         if name in self._nodes:
             raise MaestroError(f"the DAG already has a node named {name!r}; use unique names")
-        for dependency in _dependencies((args, kwargs)):
+        dependencies = tuple(dict.fromkeys(_dependencies((args, kwargs))))
+        for dependency in dependencies:
             if self._nodes.get(dependency.name) is not dependency:
                 raise MaestroError(
                     f"node {name!r} depends on {dependency.name!r}, which belongs to another Dag"
                 )
-        created = Node(name, fn, args, kwargs)
+        created = Node(name, fn, args, kwargs, dependencies)
         self._nodes[name] = created
         return created
 
@@ -236,17 +243,14 @@ class Dag:
         return [
             (dependency.name, node.name)
             for node in self._nodes.values()
-            for dependency in dict.fromkeys(_dependencies((node.args, node.kwargs)))
+            for dependency in node.dependencies
         ]
 
     def run(self) -> DagResult:
         """Run every node (nodes are declared in dependency order, so there are no cycles)."""
         scheduler = _scheduler()
         result = DagResult()
-        needs = {
-            name: {d.name for d in _dependencies((n.args, n.kwargs))}
-            for name, n in self._nodes.items()
-        }
+        needs = {name: [d.name for d in n.dependencies] for name, n in self._nodes.items()}
         dependents: dict[str, list[str]] = {name: [] for name in self._nodes}
         for name, deps in needs.items():
             for dependency in deps:
