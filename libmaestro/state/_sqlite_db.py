@@ -66,6 +66,29 @@ class RunKey(NamedTuple):
     attempt: int
 
 
+class _ArtefactRows:
+    """The artefact and lineage rows of the steps being recorded, with the ids they will get."""
+
+    __slots__ = ("lineage", "made_here", "next_id", "rows", "workflow_id")
+
+    def __init__(self, workflow_id: int, next_id: int) -> None:
+        self.workflow_id = workflow_id
+        self.next_id = next_id
+        self.rows: list[tuple[Any, ...]] = []
+        self.lineage: list[tuple[int, int]] = []
+        self.made_here: dict[str, int] = {}  # path -> id of the outputs added so far
+
+    def add(self, step_id: int, role: str, path: str, item: Fingerprint, source: int | None) -> int:
+        """Add one artefact row; returns its id."""
+        artefact_id = self.next_id
+        self.rows.append(
+            (artefact_id, self.workflow_id, step_id, role, path, item.size, item.mtime_ns,
+             item.sha256, source)
+        )  # fmt: skip
+        self.next_id += 1
+        return artefact_id
+
+
 class SqliteDatabase:
     """One SQLite file, opened on first use, with short transactions; no I/O in the constructor."""
 
@@ -326,24 +349,6 @@ class SqliteDatabase:
         assignments = ", ".join(f"{name} = ?" for name in updates)  # our own column names
         conn.execute(f"UPDATE steps SET {assignments} WHERE id = ?", (*updates.values(), step_id))
 
-    def _insert_outputs(
-        self,
-        conn: sqlite3.Connection,
-        workflow_id: int,
-        step_id: int,
-        outputs: Sequence[Fingerprint],
-    ) -> None:
-        """Record a succeeded step's outputs (only a success has outputs to record)."""
-        for f in outputs:  # one at a time, for their ids: most steps have one or two
-            path = str(f.path)
-            cursor = conn.execute(
-                "INSERT INTO artefacts (workflow_id, step_id, role, path, size, mtime_ns, sha256) "
-                "VALUES (?,?,'output',?,?,?,?)",
-                (workflow_id, step_id, path, f.size, f.mtime_ns, f.sha256),
-            )
-            if cursor.lastrowid:
-                self._produced_pending[(workflow_id, path)] = cursor.lastrowid
-
     def _insert_new_steps(
         self, conn: sqlite3.Connection, run: RunKey, steps: Sequence[NewStep]
     ) -> list[int]:
@@ -351,13 +356,9 @@ class SqliteDatabase:
         statement per table, with ids chosen here (the transaction holds the write lock, so
         the next free ids stay free) so that the rows that refer to each other can be built
         before any is inserted."""
-        workflow_id = run.workflow_id
         first_step = _next_id(conn, "steps")
-        artefact_id = _next_id(conn, "artefacts")
+        artefacts = _ArtefactRows(run.workflow_id, _next_id(conn, "artefacts"))
         step_rows: list[tuple[Any, ...]] = []
-        artefact_rows: list[tuple[Any, ...]] = []
-        lineage_rows: list[tuple[int, int]] = []
-        made_here: dict[str, int] = {}  # the outputs of the steps before, by path
         for step_id, step in enumerate(steps, start=first_step):
             workdir = None if step.workdir is None else str(step.workdir)
             began = now(step.started_at) if step.state is StepState.RUNNING else step.started_at
@@ -372,82 +373,76 @@ class SqliteDatabase:
                     success.cpu_seconds,
                 )
             step_rows.append(
-                (step_id, workflow_id, run.id, run.attempt, step.process, state.value,
+                (step_id, run.workflow_id, run.id, run.attempt, step.process, state.value,
                  step.reason, step.cache_key, step.executor, workdir, step.job_id, step.group,
                  began, *ended)
             )  # fmt: skip
-            if step.inputs:
-                paths = [str(item.path) for item in step.inputs]
-                root = None if workdir is None else workdir.rpartition(os.sep)[0]
-                producers = self._producers(conn, workflow_id, step_id, paths, root, made_here)
-                for path, item in zip(paths, step.inputs, strict=True):
-                    artefact_rows.append(
-                        (artefact_id, workflow_id, step_id, "input", path, item.size,
-                         item.mtime_ns, item.sha256, producers.get(path))
-                    )  # fmt: skip
-                    artefact_id += 1
-                lineage_rows.extend(
-                    (step_id, source) for source in dict.fromkeys(producers.values())
-                )
-            for item in success.outputs if success is not None else ():
-                path = str(item.path)
-                artefact_rows.append(
-                    (artefact_id, workflow_id, step_id, "output", path, item.size,
-                     item.mtime_ns, item.sha256, None)
-                )  # fmt: skip
-                made_here[path] = artefact_id
-                artefact_id += 1
+            outputs = success.outputs if success is not None else ()
+            self._add_artefact_rows(conn, artefacts, step_id, step.inputs, outputs, workdir)
         try:
             conn.executemany(_INSERT_STEP, step_rows)
         except sqlite3.IntegrityError:  # UNIQUE (run_id, process)
             raise _already_recorded(conn, run, [step.process for step in steps]) from None
-        conn.executemany(_INSERT_ARTEFACT, artefact_rows)
-        if lineage_rows:
-            conn.executemany(
-                "INSERT OR IGNORE INTO lineage (step_id, artefact_id) VALUES (?, ?)", lineage_rows
-            )
-        self._produced_pending.update(((workflow_id, path), id_) for path, id_ in made_here.items())
+        self._insert_artefact_rows(conn, artefacts)
         return list(range(first_step, first_step + len(steps)))
 
-    def _insert_inputs(
+    def _insert_artefacts(
         self,
         conn: sqlite3.Connection,
         workflow_id: int,
         step_id: int,
         inputs: Sequence[Fingerprint],
+        outputs: Sequence[Fingerprint],
         workdir: str | None,
     ) -> None:
-        """Record the step's inputs, each with the output artefact it came from, if any.
+        """Record a step's inputs (each with the output artefact it came from, if any) and its
+        outputs (only a success has outputs to record)."""
+        artefacts = _ArtefactRows(workflow_id, _next_id(conn, "artefacts"))
+        self._add_artefact_rows(conn, artefacts, step_id, inputs, outputs, workdir)
+        self._insert_artefact_rows(conn, artefacts)
+
+    def _add_artefact_rows(
+        self,
+        conn: sqlite3.Connection,
+        artefacts: _ArtefactRows,
+        step_id: int,
+        inputs: Sequence[Fingerprint],
+        outputs: Sequence[Fingerprint],
+        workdir: str | None,
+    ) -> None:
+        """Add one step's input and output rows, and its lineage, to `artefacts`.
 
         `workdir` is the step's working directory: the instance's outputs lie in the working
         directories beside it, which bounds where an input's producer may be (`_producers`).
         """
-        if not inputs:
-            return
-        paths = [str(item.path) for item in inputs]
-        root = None if workdir is None else workdir.rpartition(os.sep)[0]
-        producers = self._producers(conn, workflow_id, step_id, paths, root)
-        conn.executemany(
-            "INSERT INTO artefacts (workflow_id, step_id, role, path, size, mtime_ns, sha256,"
-            " source_id) VALUES (?,?,'input',?,?,?,?,?)",
-            [
-                (
-                    workflow_id,
-                    step_id,
-                    path,
-                    item.size,
-                    item.mtime_ns,
-                    item.sha256,
-                    producers.get(path),
-                )
-                for path, item in zip(paths, inputs, strict=True)
-            ],
-        )
-        if producers:
+        workflow_id = artefacts.workflow_id
+        if inputs:
+            paths = [str(item.path) for item in inputs]
+            root = None if workdir is None else workdir.rpartition(os.sep)[0]
+            producers = self._producers(
+                conn, workflow_id, step_id, paths, root, artefacts.made_here
+            )
+            for path, item in zip(paths, inputs, strict=True):
+                artefacts.add(step_id, "input", path, item, producers.get(path))
+            artefacts.lineage.extend(
+                (step_id, source) for source in dict.fromkeys(producers.values())
+            )
+        for item in outputs:
+            path = str(item.path)
+            artefacts.made_here[path] = artefacts.add(step_id, "output", path, item, None)
+
+    def _insert_artefact_rows(self, conn: sqlite3.Connection, artefacts: _ArtefactRows) -> None:
+        if artefacts.rows:
+            conn.executemany(_INSERT_ARTEFACT, artefacts.rows)
+        if artefacts.lineage:
             conn.executemany(
                 "INSERT OR IGNORE INTO lineage (step_id, artefact_id) VALUES (?, ?)",
-                [(step_id, source_id) for source_id in dict.fromkeys(producers.values())],
+                artefacts.lineage,
             )
+        workflow_id = artefacts.workflow_id
+        self._produced_pending.update(
+            ((workflow_id, path), id_) for path, id_ in artefacts.made_here.items()
+        )
 
     def _producers(
         self,

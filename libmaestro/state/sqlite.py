@@ -336,8 +336,9 @@ class SqliteStateStore(SqliteReads):
                 step.state, StepState.SUCCEEDED, step=f"{step.process} (run {step.attempt})"
             )
             workdir = None if step.workdir is None else str(step.workdir)
-            self._insert_inputs(conn, step.workflow_id, step_id, inputs, workdir)
-            self._insert_outputs(conn, step.workflow_id, step_id, success.outputs)
+            self._insert_artefacts(
+                conn, step.workflow_id, step_id, inputs, success.outputs, workdir
+            )
             # `reason` keeps why the step ran (resume records it at start, --why shows it).
             updates = {"state": StepState.SUCCEEDED.value, **_success_columns(success)}
             self._update_step(conn, step_id, updates)
